@@ -1,0 +1,6 @@
+-- The pure-Lua part of farol, loaded by the C module once its functions are
+-- in place: neural-network modules and the attribution front ends.
+local farol = require("farol")
+farol.nn = require("farol.nn")
+require("farol.attr")
+return farol

@@ -1,0 +1,347 @@
+-- farol.nn: modules as Lua tables.  A field holding a module is a child
+-- named by its field; self:parameter(name, t) and self:buffer(name, t)
+-- register tensors.  Names follow PyTorch's state_dict keys, so weights
+-- exported from PyTorch load unchanged.
+local farol = require("farol")
+
+local nn = {functional = {}}
+
+local function fail(fmt, ...)
+  error("farol: " .. string.format(fmt, ...), 0)
+end
+nn._fail = fail
+
+-- ---------------------------------------------------------------- Module
+
+local Module = {}
+Module.__name = "farol.nn.Module"
+nn.Module = Module
+
+local function is_module(v)
+  return type(v) == "table" and rawget(v, "_children") ~= nil
+end
+nn.is_module = is_module
+
+-- Instances remember the order in which fields were first set, so children
+-- and parameters iterate in definition order, as in PyTorch.
+local function track(self, k, v)
+  if type(k) == "string" and rawget(self, "_seen") and not self._seen[k] then
+    self._seen[k] = true
+    self._order[#self._order + 1] = k
+  end
+  rawset(self, k, v)
+end
+
+local function new_instance(class, t)
+  local self = t or {}
+  rawset(self, "_children", true)
+  rawset(self, "_params", {})
+  rawset(self, "_buffers", {})
+  rawset(self, "_seen", {})
+  rawset(self, "_order", {})
+  rawset(self, "training", true)
+  -- adopted fields (instance form) have no order of their own: sort them
+  local keys = {}
+  for k in pairs(self) do
+    if type(k) == "string" and k:sub(1, 1) ~= "_" then keys[#keys + 1] = k end
+  end
+  table.sort(keys)
+  for _, k in ipairs(keys) do
+    self._seen[k] = true
+    self._order[#self._order + 1] = k
+  end
+  return setmetatable(self, class)
+end
+
+-- Class form: local Net = farol.nn.Module:extend(); function Net:init(...) end
+function Module:extend(name)
+  local class = {}
+  for k, v in pairs(self) do
+    if type(k) == "string" and k:sub(1, 2) == "__" then class[k] = v end
+  end
+  class.__index = class
+  class.__newindex = track
+  class.__name = name or "Module"
+  class.super = self
+  return setmetatable(class, {__index = self, __call = function(cls, ...)
+    local obj = new_instance(cls)
+    if cls.init then cls.init(obj, ...) end
+    return obj
+  end})
+end
+
+Module.__index = Module
+Module.__newindex = track
+Module.__call = function(self, ...)
+  local forward = self.forward
+  if not forward then fail("%s has no forward method", self.__name or "module") end
+  return forward(self, ...)
+end
+
+Module.__tostring = function(self)
+  local lines = {(getmetatable(self).__name or "Module") .. "("}
+  for _, name in ipairs(self._order) do
+    local v = rawget(self, name)
+    if is_module(v) then
+      lines[#lines + 1] = "  (" .. name .. "): " .. tostring(v):gsub("\n", "\n  ")
+    end
+  end
+  if #lines == 1 then return lines[1] .. ")" end
+  lines[#lines + 1] = ")"
+  return table.concat(lines, "\n")
+end
+
+-- Instance form: farol.nn.Module{fc1 = ..., forward = function(self, x) ... end}
+setmetatable(Module, {__call = function(_, t)
+  if type(t) ~= "table" then fail("nn.Module: expects a table of fields, got %s", type(t)) end
+  return new_instance(Module, t)
+end})
+
+function Module:parameter(name, t)
+  if type(name) ~= "string" then fail("parameter: name must be a string, got %s", type(name)) end
+  if t ~= nil and not farol.is_tensor(t) then fail("parameter: %s must be a tensor, got %s", name, type(t)) end
+  if t ~= nil and t:dtype() == "int64" then fail("parameter: %s must be floating, got int64", name) end
+  if t ~= nil and not t:requires_grad() then t:requires_grad(true) end
+  self._params[name] = t or false
+  track(self, name, t)
+  return t
+end
+
+function Module:buffer(name, t)
+  if type(name) ~= "string" then fail("buffer: name must be a string, got %s", type(name)) end
+  if t ~= nil and not farol.is_tensor(t) then fail("buffer: %s must be a tensor, got %s", name, type(t)) end
+  self._buffers[name] = t or false
+  track(self, name, t)
+  return t
+end
+
+-- children in order: iterator of name, module
+function Module:named_children()
+  local i, order = 0, self._order
+  return function()
+    while i < #order do
+      i = i + 1
+      local name = order[i]
+      local v = rawget(self, name)
+      if is_module(v) then return name, v end
+    end
+  end
+end
+
+-- every registered tensor of a kind ("_params" or "_buffers"), depth first
+local function collect(self, kind, prefix, out)
+  for _, name in ipairs(self._order) do
+    if self[kind][name] then out[#out + 1] = {prefix .. name, rawget(self, name), self, name} end
+  end
+  for name, child in self:named_children() do collect(child, kind, prefix .. name .. ".", out) end
+  return out
+end
+
+-- for name, p in m:named_parameters() do ... end
+function Module:named_parameters()
+  local list, i = collect(self, "_params", "", {}), 0
+  return function()
+    i = i + 1
+    if list[i] then return list[i][1], list[i][2] end
+  end
+end
+
+function Module:parameters()
+  local out = {}
+  for _, e in ipairs(collect(self, "_params", "", {})) do out[#out + 1] = e[2] end
+  return out
+end
+
+function Module:named_buffers()
+  local list, i = collect(self, "_buffers", "", {}), 0
+  return function()
+    i = i + 1
+    if list[i] then return list[i][1], list[i][2] end
+  end
+end
+
+local function entries(self)
+  local all = collect(self, "_params", "", {})
+  for _, e in ipairs(collect(self, "_buffers", "", {})) do all[#all + 1] = e end
+  return all
+end
+
+-- name -> tensor (detached views sharing the module's memory)
+function Module:state_dict()
+  local out = {}
+  for _, e in ipairs(entries(self)) do out[e[1]] = e[2]:detach() end
+  return out
+end
+
+local function shape_str(t)
+  return "[" .. table.concat(t:size(), ", ") .. "]"
+end
+
+-- Copies tensors from t into the module's own (shapes must match; values
+-- are converted to the module's dtype).  strict (default true): missing or
+-- unexpected keys are an error.  Returns {missing = {...}, unexpected = {...}}.
+function Module:load_state_dict(t, opts)
+  if type(t) ~= "table" then fail("load_state_dict: expects a table of name -> tensor, got %s", type(t)) end
+  if opts ~= nil and type(opts) ~= "table" then fail("load_state_dict: options must be a table, got %s", type(opts)) end
+  local strict = not (opts and opts.strict == false)
+  local expected, missing, unexpected = {}, {}, {}
+  for _, e in ipairs(entries(self)) do
+    expected[e[1]] = e
+    local src = t[e[1]]
+    if src == nil then
+      missing[#missing + 1] = e[1]
+    elseif not farol.is_tensor(src) then
+      fail("load_state_dict: %s is a %s, expected a tensor", e[1], type(src))
+    else
+      local dst = e[2]
+      if not dst then fail("load_state_dict: %s is not allocated in the model", e[1]) end
+      if shape_str(src) ~= shape_str(dst) then
+        fail("load_state_dict: size mismatch for %s: checkpoint has %s, model has %s",
+             e[1], shape_str(src), shape_str(dst))
+      end
+      farol.no_grad(function() dst:copy_(src) end)
+    end
+  end
+  for k in pairs(t) do
+    if not expected[k] then unexpected[#unexpected + 1] = tostring(k) end
+  end
+  table.sort(missing)
+  table.sort(unexpected)
+  if strict and (#missing > 0 or #unexpected > 0) then
+    local parts = {}
+    if #missing > 0 then parts[#parts + 1] = "missing keys: " .. table.concat(missing, ", ") end
+    if #unexpected > 0 then parts[#parts + 1] = "unexpected keys: " .. table.concat(unexpected, ", ") end
+    fail("load_state_dict: %s", table.concat(parts, "; "))
+  end
+  return {missing = missing, unexpected = unexpected}
+end
+
+local function set_training(self, on)
+  rawset(self, "training", on)
+  for _, child in self:named_children() do set_training(child, on) end
+  return self
+end
+
+function Module:train(on)
+  if on == nil then on = true end
+  return set_training(self, on and true or false)
+end
+
+function Module:eval() return set_training(self, false) end
+
+-- converts floating parameters and buffers to dtype, in every descendant
+function Module:to(dtype)
+  if dtype ~= "float32" and dtype ~= "float64" then
+    fail("Module:to: dtype must be \"float32\" or \"float64\", got %s", tostring(dtype))
+  end
+  for _, e in ipairs(entries(self)) do
+    local t, owner, name = e[2], e[3], e[4]
+    if t and t:dtype() ~= "int64" and t:dtype() ~= dtype then
+      local converted = t:detach():to(dtype)
+      if owner._params[name] then converted:requires_grad(true) end
+      rawset(owner, name, converted)
+    end
+  end
+  return self
+end
+
+function Module:zero_grad()
+  for _, p in ipairs(self:parameters()) do p:zero_grad() end
+  return self
+end
+
+-- -------------------------------------------------------- simple modules
+
+-- A module class whose forward is fn(self, x, ...).
+local function simple(name, fn, init)
+  local class = Module:extend(name)
+  class.forward = fn
+  if init then class.init = init end
+  nn[name] = class
+  return class
+end
+nn._simple = simple
+
+-- U(-bound, bound), PyTorch's default for Linear and Conv (kaiming_uniform
+-- with a = sqrt(5) gives bound = 1/sqrt(fan_in))
+local function uniform(bound, ...)
+  return farol.rand(...) * (2 * bound) - bound
+end
+nn._uniform = uniform
+
+local function check_int(fn, name, v, min)
+  if math.type(v) ~= "integer" or v < (min or 1) then
+    fail("%s: %s must be an integer >= %d, got %s", fn, name, min or 1, tostring(v))
+  end
+end
+nn._check_int = check_int
+
+simple("Linear", function(self, x) return farol.linear(x, self.weight, self.bias) end,
+  function(self, in_features, out_features, opts)
+    check_int("nn.Linear", "in_features", in_features, 0)
+    check_int("nn.Linear", "out_features", out_features, 0)
+    local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
+    self.in_features, self.out_features = in_features, out_features
+    self:parameter("weight", uniform(bound, out_features, in_features))
+    if not (opts and opts.bias == false) then
+      self:parameter("bias", uniform(bound, out_features))
+    end
+  end)
+
+simple("ReLU", function(_, x) return x:relu() end)
+simple("Sigmoid", function(_, x) return x:sigmoid() end)
+simple("Tanh", function(_, x) return x:tanh() end)
+simple("GELU", function(_, x) return x:gelu() end)
+simple("SiLU", function(_, x) return x:silu() end)
+simple("Identity", function(_, x) return x end)
+
+simple("Softmax", function(self, x) return farol.softmax(x, self.dim) end,
+  function(self, dim)
+    if math.type(dim) ~= "integer" then fail("nn.Softmax: dim must be an integer, got %s", tostring(dim)) end
+    self.dim = dim
+  end)
+
+simple("LogSoftmax", function(self, x) return farol.log_softmax(x, self.dim) end,
+  function(self, dim)
+    if math.type(dim) ~= "integer" then fail("nn.LogSoftmax: dim must be an integer, got %s", tostring(dim)) end
+    self.dim = dim
+  end)
+
+simple("Flatten", function(self, x)
+    local e = self.end_dim
+    if e < 0 then e = x:dim() + 1 + e end
+    return x:flatten(self.start_dim, e)
+  end,
+  function(self, start_dim, end_dim)
+    self.start_dim, self.end_dim = start_dim or 2, end_dim or -1
+  end)
+
+-- children named "0", "1", ... as in PyTorch
+simple("Sequential", function(self, x, ...)
+    local n = self._n
+    if n == 0 then return x end
+    local out = self["0"](x, ...)
+    for i = 1, n - 1 do out = self[tostring(i)](out) end
+    return out
+  end,
+  function(self, ...)
+    local n = select("#", ...)
+    for i = 1, n do
+      local m = select(i, ...)
+      if not is_module(m) then fail("nn.Sequential: argument %d is a %s, expected a module", i, type(m)) end
+      self[tostring(i - 1)] = m
+    end
+    rawset(self, "_n", n)
+  end)
+
+function nn.Sequential:__len() return self._n end
+
+-- the ops as nn.functional.*
+for _, name in ipairs({"linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
+    "adaptive_avg_pool2d", "batch_norm", "layer_norm", "softmax", "log_softmax", "embedding",
+    "dropout", "cross_entropy", "mse_loss", "pad", "relu", "gelu", "sigmoid", "tanh", "silu",
+    "softplus", "leaky_relu", "elu"}) do
+  nn.functional[name] = farol[name]
+end
+
+return nn

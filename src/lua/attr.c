@@ -1,0 +1,266 @@
+/* Saliency from Lua: target forms, the Lua forward called back from C, and
+ * farol.tuple.  The call forms (positional or options table) are sorted out
+ * in lua/farol/attr.lua, which calls farol._saliency. */
+#include "binding.h"
+
+#include <stdio.h>
+
+/* 1-based (or negative) Lua target index -> C convention (0-based, or
+ * negative from the end) */
+static int64_t target_index(lua_State *L, int idx, const char *what) {
+    int isint;
+    lua_Integer v = lua_tointegerx(L, idx, &isint);
+    if (!isint)
+        farol_error(L, "farol: Saliency: %s must be an integer, got %s", what,
+                   lua_type(L, idx) == LUA_TNUMBER ? "a non-integer number" : luaL_typename(L, idx));
+    if (v == 0) farol_error(L, "farol: Saliency: %s is 0; targets are 1-based (-1 is the last)", what);
+    return v > 0 ? v - 1 : v;
+}
+
+static bool is_tuple(lua_State *L, int idx) {
+    if (!lua_getmetatable(L, idx)) return false;
+    luaL_getmetatable(L, FAROL_TUPLE_MT);
+    bool same = lua_rawequal(L, -1, -2);
+    lua_pop(L, 2);
+    return same;
+}
+
+/* the indices of one tuple or array at idx into out (at most FAROL_MAX_DIMS) */
+static int read_indices(lua_State *L, int idx, int64_t *out, const char *what) {
+    int n = (int)luaL_len(L, idx);
+    if (n < 1 || n >= FAROL_MAX_DIMS)
+        farol_error(L, "farol: Saliency: %s has %d indices; give 1 to %d", what, n, FAROL_MAX_DIMS - 1);
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, idx, i + 1);
+        out[i] = target_index(L, lua_gettop(L), what);
+        lua_pop(L, 1);
+    }
+    return n;
+}
+
+/* Parses the target at idx.  Index storage is a userdata left on the stack. */
+static void parse_target(lua_State *L, int idx, farol_target *tg) {
+    tg->kind = FAROL_TARGET_NONE;
+    tg->n_idx = 0;
+    tg->n_examples = 0;
+    tg->idx = NULL;
+    if (lua_isnoneornil(L, idx)) return;
+    if (lua_type(L, idx) == LUA_TNUMBER) {
+        int64_t *p = lua_newuserdatauv(L, sizeof *p, 0);
+        p[0] = target_index(L, idx, "target");
+        *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p};
+        return;
+    }
+    farol_tensor *t = test_tensor(L, idx);
+    if (t) {
+        int64_t n = farol_numel(t);
+        if (t->ndim > 1)
+            farol_error(L, "farol: Saliency: a target tensor must have one element or be 1-D, got %d dims", t->ndim);
+        int64_t *p = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *p, 0);
+        for (int64_t i = 0; i < n; i++) {
+            double v = farol_get_flat(t, i);
+            if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)v);
+            else lua_pushnumber(L, v);
+            p[i] = target_index(L, lua_gettop(L), "target tensor element");
+            lua_pop(L, 1);
+        }
+        if (n == 1) *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p};
+        else *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, 1, n, p};
+        return;
+    }
+    if (!lua_istable(L, idx))
+        farol_error(L, "farol: Saliency: target must be nil, an integer, a tensor, farol.tuple(...) "
+                      "or an array, got %s", luaL_typename(L, idx));
+    if (is_tuple(L, idx)) {
+        int64_t *p = lua_newuserdatauv(L, FAROL_MAX_DIMS * sizeof *p, 0);
+        int n = read_indices(L, idx, p, "the target tuple");
+        *tg = (farol_target){FAROL_TARGET_ALL, n, 0, p};
+        return;
+    }
+    /* an array: integers (one class per example) or tuples/arrays (one index
+     * tuple per example) */
+    int64_t n = (int64_t)luaL_len(L, idx);
+    if (n < 1) farol_error(L, "farol: Saliency: the target array is empty");
+    lua_geti(L, idx, 1);
+    int width = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 1;
+    lua_pop(L, 1);
+    if (width < 1 || width >= FAROL_MAX_DIMS)
+        farol_error(L, "farol: Saliency: target[1] has %d indices; give 1 to %d", width, FAROL_MAX_DIMS - 1);
+    int64_t *p = lua_newuserdatauv(L, (size_t)(n * width) * sizeof *p, 0);
+    char what[64];
+    for (int64_t e = 0; e < n; e++) {
+        lua_geti(L, idx, e + 1);
+        snprintf(what, sizeof what, "target[%lld]", (long long)e + 1);
+        if (lua_istable(L, -1)) {
+            int64_t row[FAROL_MAX_DIMS];
+            int k = read_indices(L, lua_gettop(L), row, what);
+            if (k != width)
+                farol_error(L, "farol: Saliency: target[%lld] has %d indices but target[1] has %d",
+                           (long long)e + 1, k, width);
+            memcpy(p + e * width, row, (size_t)width * sizeof *row);
+        } else {
+            if (width != 1)
+                farol_error(L, "farol: Saliency: target[%lld] is a %s but target[1] is an index tuple",
+                           (long long)e + 1, luaL_typename(L, -1));
+            p[e] = target_index(L, lua_gettop(L), what);
+        }
+        lua_pop(L, 1);
+    }
+    *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, width, n, p};
+}
+
+typedef struct {
+    lua_State *L;
+    int fn;        /* stack index of the forward */
+    int args;      /* stack index of the packed additional args ({n = k, ...}) */
+    int err_ref;   /* the forward's error value, kept to rethrow after cleanup */
+    int n_in;
+    farol_tensor *const *inputs;
+    farol_tensor *output;
+} forward_ctx;
+
+/* Runs under lua_pcall as trampoline(ctx, forward, packed_args): calls
+ * forward(inputs..., args...) and checks the result.  Anything here may
+ * raise, including running out of memory. */
+static int forward_trampoline(lua_State *L) {
+    forward_ctx *c = lua_touserdata(L, 1);
+    luaL_checkstack(L, c->n_in + 8, "too many inputs");
+    lua_pushvalue(L, 2);
+    for (int i = 0; i < c->n_in; i++) {
+        tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+        b->t = NULL;
+        luaL_setmetatable(L, FAROL_TENSOR_MT);
+        b->t = farol_retain(c->inputs[i]);
+    }
+    lua_getfield(L, 3, "n");
+    int n_args = (int)lua_tointeger(L, -1);
+    lua_pop(L, 1);
+    luaL_checkstack(L, n_args + 8, "too many additional_forward_args");
+    for (int i = 1; i <= n_args; i++) lua_geti(L, 3, i);
+    lua_call(L, c->n_in + n_args, 1);
+    tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+    if (!b || !b->t)
+        return farol_error(L, "farol: Saliency: the forward function returned %s, expected a farol.Tensor",
+                          b ? "a freed tensor" : luaL_typename(L, -1));
+    c->output = farol_retain(b->t);
+    return 0;
+}
+
+/* The C callback: the Lua forward runs under lua_pcall, so an error cannot
+ * longjmp over farol_saliency's frame, which owns tensors. */
+static int lua_forward(void *vctx, int n_in, farol_tensor *const *inputs, farol_tensor **output) {
+    forward_ctx *c = vctx;
+    lua_State *L = c->L;
+    c->n_in = n_in;
+    c->inputs = inputs;
+    c->output = NULL;
+    lua_pushcfunction(L, forward_trampoline);
+    lua_pushlightuserdata(L, c);
+    lua_pushvalue(L, c->fn);
+    lua_pushvalue(L, c->args);
+    if (lua_pcall(L, 3, 0, 0) != LUA_OK) {
+        c->err_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+        farol_set_error("farol: Saliency: the forward function raised an error");
+        return -1;
+    }
+    *output = c->output;
+    return 0;
+}
+
+/* farol._saliency(forward, inputs, target, abs, packed_args) */
+static int l_saliency(lua_State *L) {
+    lua_settop(L, 5);
+    bool single = test_tensor(L, 2) != NULL;
+    int n_in = 1;
+    if (!single) {
+        if (!lua_istable(L, 2))
+            return farol_error(L, "farol: Saliency: inputs must be a farol.Tensor or an array of them, got %s",
+                              luaL_typename(L, 2));
+        n_in = (int)luaL_len(L, 2);
+        if (n_in < 1) return farol_error(L, "farol: Saliency: the inputs array is empty");
+    }
+    farol_tensor **xs = lua_newuserdatauv(L, (size_t)n_in * sizeof *xs, 0);
+    for (int i = 0; i < n_in; i++) {
+        if (single) {
+            xs[i] = test_tensor(L, 2);
+            continue;
+        }
+        lua_geti(L, 2, i + 1);
+        xs[i] = test_tensor(L, -1);
+        if (!xs[i])
+            return farol_error(L, "farol: Saliency: input %d is a %s, expected farol.Tensor", i + 1,
+                              luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    if (!lua_isnil(L, 4) && !lua_isboolean(L, 4))
+        return farol_error(L, "farol: Saliency: abs must be a boolean, got %s", luaL_typename(L, 4));
+    bool abs = lua_isnil(L, 4) ? true : lua_toboolean(L, 4);
+    luaL_checktype(L, 5, LUA_TTABLE);
+    farol_target tg;
+    parse_target(L, 3, &tg);
+
+    farol_tensor **attrs = lua_newuserdatauv(L, (size_t)n_in * sizeof *attrs, 0);
+    forward_ctx ctx = {L, 1, 5, LUA_NOREF, 0, NULL, NULL};
+    int rc = farol_saliency(lua_forward, &ctx, n_in, xs, &tg, abs, attrs);
+    if (rc < 0) {
+        if (ctx.err_ref != LUA_NOREF) {
+            lua_rawgeti(L, LUA_REGISTRYINDEX, ctx.err_ref);
+            luaL_unref(L, LUA_REGISTRYINDEX, ctx.err_ref);
+            return lua_error(L);
+        }
+        return raise_error(L);
+    }
+    if (single) {
+        push_tensor(L, attrs[0]);
+        return 1;
+    }
+    lua_createtable(L, n_in, 0);
+    for (int i = 0; i < n_in; i++) {
+        push_tensor(L, attrs[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* farol.tuple(a, b, ...): Captum's tuple, where a plain array would mean
+ * "one entry per example" */
+static int l_tuple(lua_State *L) {
+    int n = lua_gettop(L);
+    lua_createtable(L, n, 1);
+    for (int i = 1; i <= n; i++) {
+        lua_pushvalue(L, i);
+        lua_rawseti(L, -2, i);
+    }
+    lua_pushinteger(L, n);
+    lua_setfield(L, -2, "n");
+    luaL_setmetatable(L, FAROL_TUPLE_MT);
+    return 1;
+}
+
+static int tuple_tostring(lua_State *L) {
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    luaL_addstring(&b, "farol.tuple(");
+    lua_Integer n = luaL_len(L, 1);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_geti(L, 1, i);
+        luaL_tolstring(L, -1, NULL);
+        lua_remove(L, -2);
+        luaL_addvalue(&b);
+        if (i < n) luaL_addstring(&b, ", ");
+    }
+    luaL_addstring(&b, ")");
+    luaL_pushresult(&b);
+    return 1;
+}
+
+void farol_lua_attr(lua_State *L) {
+    luaL_newmetatable(L, FAROL_TUPLE_MT);
+    lua_pushcfunction(L, tuple_tostring);
+    lua_setfield(L, -2, "__tostring");
+    lua_pop(L, 1);
+    lua_pushcfunction(L, l_saliency);
+    lua_setfield(L, -3, "_saliency");
+    lua_pushcfunction(L, l_tuple);
+    lua_setfield(L, -3, "tuple");
+}

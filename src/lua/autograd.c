@@ -1,0 +1,118 @@
+/* Gradients from Lua: requires_grad, backward, farol.grad, farol.no_grad. */
+#include "binding.h"
+
+static int m_requires_grad(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (lua_isnone(L, 2)) {
+        lua_pushboolean(L, t->requires_grad);
+        return 1;
+    }
+    luaL_checktype(L, 2, LUA_TBOOLEAN);
+    if (farol_set_requires_grad(t, lua_toboolean(L, 2)) < 0) return raise_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_backward(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *g = lua_isnoneornil(L, 2) ? NULL : check_tensor(L, 2);
+    if (farol_backward(t, g) < 0) return raise_error(L);
+    return 0;
+}
+
+static int m_zero_grad(lua_State *L) {
+    farol_zero_grad(check_tensor(L, 1));
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_is_leaf(lua_State *L) {
+    lua_pushboolean(L, farol_is_leaf(check_tensor(L, 1)));
+    return 1;
+}
+
+/* A tensor or an array of tensors at arg into a userdata array (kept on the
+ * stack, so the GC frees it whatever happens).  Returns the count. */
+static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *what, bool nil_ok) {
+    farol_tensor *t = test_tensor(L, arg);
+    int n = t ? 1 : 0;
+    if (!t) {
+        if (lua_type(L, arg) != LUA_TTABLE)
+            farol_error(L, "farol: grad: %s must be a farol.Tensor or an array of them, got %s", what,
+                       luaL_typename(L, arg));
+        n = (int)luaL_len(L, arg);
+    }
+    farol_tensor **xs = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *xs, 0);
+    if (t) xs[0] = t;
+    for (int i = 0; !t && i < n; i++) {
+        lua_geti(L, arg, i + 1);
+        xs[i] = test_tensor(L, -1);
+        if (!xs[i] && !(nil_ok && lua_isnil(L, -1)))
+            farol_error(L, "farol: grad: %s[%d] is a %s, expected farol.Tensor", what, i + 1,
+                       luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    *out = xs;
+    return n;
+}
+
+/* farol.grad(outputs, inputs [, grad_outputs]) -> gradients (an array when
+ * inputs is an array, else one tensor) */
+static int l_grad(lua_State *L) {
+    farol_tensor **outs, **ins, **gouts = NULL, **grads;
+    int n_out = tensor_list(L, 1, &outs, "outputs", false);
+    int n_in = tensor_list(L, 2, &ins, "inputs", false);
+    if (n_out == 0 || n_in == 0) return farol_error(L, "farol: grad: outputs and inputs must not be empty");
+    if (!lua_isnoneornil(L, 3)) {
+        int n_g = tensor_list(L, 3, &gouts, "grad_outputs", true);
+        if (n_g != n_out)
+            return farol_error(L, "farol: grad: %d grad_outputs for %d outputs", n_g, n_out);
+    }
+    grads = lua_newuserdatauv(L, (size_t)n_in * sizeof *grads, 0);
+    if (farol_grad(n_out, outs, gouts, n_in, ins, grads) < 0) return raise_error(L);
+    bool single = test_tensor(L, 2) != NULL;
+    if (single) {
+        push_tensor(L, grads[0]);
+        return 1;
+    }
+    lua_createtable(L, n_in, 0);
+    for (int i = 0; i < n_in; i++) {
+        push_tensor(L, grads[i]);  /* cannot raise: grads[i] is non-NULL */
+        lua_rawseti(L, -2, i + 1);
+    }
+    return 1;
+}
+
+/* farol.no_grad(fn, ...) -> fn(...) with nothing recorded */
+static int l_no_grad(lua_State *L) {
+    luaL_checkany(L, 1);
+    bool prev = farol_set_grad_enabled(false);
+    int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
+    farol_set_grad_enabled(prev);
+    if (rc != LUA_OK) return lua_error(L);
+    return lua_gettop(L);
+}
+
+static int l_is_grad_enabled(lua_State *L) {
+    lua_pushboolean(L, farol_grad_enabled());
+    return 1;
+}
+
+static const luaL_Reg methods[] = {
+    {"requires_grad", m_requires_grad}, {"backward", m_backward}, {"zero_grad", m_zero_grad},
+    {"is_leaf", m_is_leaf}, {NULL, NULL},
+};
+
+static const luaL_Reg funcs[] = {
+    {"grad", l_grad}, {"no_grad", l_no_grad}, {"is_grad_enabled", l_is_grad_enabled}, {NULL, NULL},
+};
+
+void farol_lua_autograd(lua_State *L) {
+    for (const luaL_Reg *m = methods; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, funcs, 0);
+    lua_pop(L, 1);
+}

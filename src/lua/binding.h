@@ -1,0 +1,66 @@
+/* The Lua binding: shared helpers.  The binding is thin: it checks Lua
+ * arguments, turns 1-based Lua indices into 0-based ones and calls the C API. */
+#ifndef FAROL_BINDING_H
+#define FAROL_BINDING_H
+
+#include <lauxlib.h>
+#include <lua.h>
+
+#include "internal.h"
+
+#define FAROL_TENSOR_MT "farol.Tensor"
+#define FAROL_TUPLE_MT "farol.tuple"
+
+/* the userdata: t is NULL once freed */
+typedef struct {
+    farol_tensor *t;
+} tensor_box;
+
+/* the tensor at index i, or an error ("farol.Tensor expected" / "tensor was freed") */
+farol_tensor *check_tensor(lua_State *L, int i);
+/* the tensor at index i, or NULL if it is not a tensor (freed tensors raise) */
+farol_tensor *test_tensor(lua_State *L, int i);
+/* pushes t, taking over its reference; t == NULL raises farol_last_error() */
+void push_tensor(lua_State *L, farol_tensor *t);
+/* tensor, or a number coerced to a 0-d tensor like `like` (a new reference) */
+farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like);
+/* raises the pending C error */
+int raise_error(lua_State *L);
+/* raises a formatted message as is: farol's messages start with "farol:",
+ * so no position is prepended (printf formats) */
+int farol_error(lua_State *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* 1-based (or negative) Lua dim -> 0-based dim in [0, ndim) */
+int check_dim(lua_State *L, int i, int ndim, const char *fn);
+/* optional dim: FAROL_DIM_ALL when absent */
+int opt_dim(lua_State *L, int i, int ndim, const char *fn);
+/* 1-based (or negative) index into a dim of size n -> 0-based */
+int64_t check_index(lua_State *L, int i, int64_t n, const char *fn);
+/* sizes from varargs starting at i (numbers) or from one array at i;
+ * a trailing dtype string is left for the caller (returns the count) */
+int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1);
+/* dtype name at i, or def when absent */
+farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn);
+/* Lua boolean option: nil -> def */
+bool opt_bool(lua_State *L, int i, bool def);
+
+/* an int64 tensor of 0-based indices from a 1-based index tensor or array */
+farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn);
+
+/* a tensor from a number or nested arrays (shape inferred, ragged is an error) */
+farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt);
+
+/* registration of each part */
+void farol_lua_tensor(lua_State *L);   /* metatable + creation functions */
+void farol_lua_ops(lua_State *L);      /* ops as functions and methods */
+void farol_lua_autograd(lua_State *L);
+void farol_lua_attr(lua_State *L);
+void farol_lua_io(lua_State *L);
+
+/* adds functions to the farol table (at -2) and, when meth is true, to the
+ * tensor methods table (at -1) */
+void register_funcs(lua_State *L, const luaL_Reg *fns, bool as_methods);
+
+int farol_lua_open(lua_State *L);
+
+#endif

@@ -1,0 +1,98 @@
+/* farol.load / farol.save. */
+#include "binding.h"
+
+#include <stdlib.h>
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
+/* farol.load(path) -> {name = tensor}, metadata (safetensors); a tensor (.npy) */
+static int l_load(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    if (ends_with(path, ".npy")) {
+        push_tensor(L, farol_load_npy(path));
+        return 1;
+    }
+    farol_tensor_dict d = {0};
+    if (farol_load_safetensors(path, &d) < 0) return raise_error(L);
+    /* move everything into Lua values; the dict's tensors are handed over one
+     * by one so an error midway leaks nothing already pushed */
+    lua_createtable(L, 0, d.n);
+    lua_createtable(L, 0, d.n_meta);
+    for (int i = 0; i < d.n_meta; i++) {
+        lua_pushstring(L, d.meta_values[i]);
+        lua_setfield(L, -2, d.meta_keys[i]);
+    }
+    for (int i = 0; i < d.n; i++) {
+        lua_pushstring(L, d.names[i]);
+        tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+        b->t = d.tensors[i];
+        d.tensors[i] = NULL;
+        luaL_setmetatable(L, FAROL_TENSOR_MT);
+        lua_settable(L, -4);
+    }
+    farol_dict_free(&d);
+    return 2;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* farol.save(path, {name = tensor} [, metadata]) */
+static int l_save(lua_State *L) {
+    const char *path = luaL_checkstring(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    int n = 0, n_meta = 0;
+    for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) {
+        if (lua_type(L, -2) != LUA_TSTRING)
+            return farol_error(L, "farol: save: tensor names must be strings, got a %s key",
+                              luaL_typename(L, -2));
+        if (!test_tensor(L, -1))
+            return farol_error(L, "farol: save: %s is a %s, expected farol.Tensor", lua_tostring(L, -2),
+                              luaL_typename(L, -1));
+        n++;
+    }
+    if (!lua_isnil(L, 3))
+        for (lua_pushnil(L); lua_next(L, 3); lua_pop(L, 1)) {
+            if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
+                return farol_error(L, "farol: save: metadata keys and values must be strings");
+            n_meta++;
+        }
+    /* arrays live in userdata on the stack: nothing to free on error */
+    farol_tensor_dict d = {0};
+    d.n = n;
+    d.names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(char *), 0);
+    d.tensors = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof(farol_tensor *), 0);
+    d.n_meta = n_meta;
+    d.meta_keys = lua_newuserdatauv(L, (size_t)(n_meta + 1) * sizeof(char *), 0);
+    d.meta_values = lua_newuserdatauv(L, (size_t)(n_meta + 1) * sizeof(char *), 0);
+    int k = 0;
+    for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) d.names[k++] = (char *)lua_tostring(L, -2);
+    qsort(d.names, (size_t)n, sizeof *d.names, by_name);
+    for (int i = 0; i < n; i++) {
+        lua_getfield(L, 2, d.names[i]);
+        d.tensors[i] = test_tensor(L, -1);
+        lua_pop(L, 1);
+    }
+    k = 0;
+    if (!lua_isnil(L, 3))
+        for (lua_pushnil(L); lua_next(L, 3); lua_pop(L, 1)) {
+            d.meta_keys[k] = (char *)lua_tostring(L, -2);
+            d.meta_values[k++] = (char *)lua_tostring(L, -1);
+        }
+    if (farol_save_safetensors(path, &d) < 0) return raise_error(L);
+    return 0;
+}
+
+static const luaL_Reg funcs[] = {{"load", l_load}, {"save", l_save}, {NULL, NULL}};
+
+void farol_lua_io(lua_State *L) {
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, funcs, 0);
+    lua_pop(L, 1);
+}

@@ -1,0 +1,59 @@
+/* luaopen: builds the farol table from the C parts, then loads the pure-Lua
+ * parts (the files in lua/farol/), which add nn, Saliency and friends to it. */
+#include "binding.h"
+
+static int l_set_num_threads(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 1 || n > 1024) return farol_error(L, "farol: set_num_threads: n must be 1 to 1024, got %lld", n);
+    farol_set_num_threads((int)n);
+    return 0;
+}
+
+static int l_get_num_threads(lua_State *L) {
+    lua_pushinteger(L, farol_get_num_threads());
+    return 1;
+}
+
+static const luaL_Reg funcs[] = {
+    {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {NULL, NULL},
+};
+
+/* package.path gains the source tree's lua/ dir (after the user's entries) */
+static void add_lua_path(lua_State *L) {
+    lua_getglobal(L, "package");
+    lua_getfield(L, -1, "path");
+    lua_pushfstring(L, "%s;%s/?.lua;%s/?/init.lua", lua_tostring(L, -1), FAROL_LUA_DIR, FAROL_LUA_DIR);
+    lua_setfield(L, -3, "path");
+    lua_pop(L, 2);
+}
+
+static bool threads_set;
+
+int farol_lua_open(lua_State *L) {
+    if (!threads_set) {
+        /* one pool size for OpenBLAS and OpenMP from the start */
+        farol_set_num_threads(farol_get_num_threads());
+        threads_set = true;
+    }
+    lua_newtable(L);            /* farol */
+    farol_lua_tensor(L);        /* farol methods */
+    farol_lua_ops(L);
+    farol_lua_autograd(L);
+    farol_lua_attr(L);
+    farol_lua_io(L);
+    lua_pop(L, 1);              /* farol */
+    luaL_setfuncs(L, funcs, 0);
+    lua_pushliteral(L, FAROL_VERSION);
+    lua_setfield(L, -2, "version");
+
+    /* the Lua parts require("farol") and get this table */
+    lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_pushvalue(L, -2);
+    lua_setfield(L, -2, "farol");
+    lua_pop(L, 1);
+    add_lua_path(L);
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "farol.init");
+    lua_call(L, 1, 0);
+    return 1;
+}

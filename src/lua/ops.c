@@ -1,0 +1,413 @@
+/* Ops as Lua functions (farol.exp(x), farol.nn.functional.conv2d ...) and
+ * tensor methods (x:exp()).  Arithmetic metamethods share one dispatch. */
+#include "binding.h"
+
+#include <math.h>
+
+/* ---- arithmetic: x + y, x - 2, 2 ^ x ... ---- */
+
+typedef farol_tensor *(*binary_fn)(farol_tensor *, farol_tensor *);
+static const binary_fn binary_fns[] = {farol_add, farol_sub, farol_mul, farol_div, farol_pow};
+static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow"};
+
+static int arith(lua_State *L) {
+    int op = (int)lua_tointeger(L, lua_upvalueindex(1));
+    farol_tensor *ta = test_tensor(L, 1), *tb = test_tensor(L, 2);
+    if (!ta && !tb)
+        return farol_error(L, "farol: %s: expected a farol.Tensor operand", binary_names[op]);
+    for (int i = 1; i <= 2; i++)
+        if (!test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
+            return farol_error(L, "farol: %s: operand %d must be a farol.Tensor or a number, got %s",
+                              binary_names[op], i, luaL_typename(L, i));
+    /* x ^ number has its own op: exact for negative bases with integer powers */
+    if (op == 4 && ta && !tb) {
+        push_tensor(L, farol_pow_scalar(ta, lua_tonumber(L, 2)));
+        return 1;
+    }
+    farol_tensor *a = to_tensor_arg(L, 1, ta ? ta : tb), *b = to_tensor_arg(L, 2, ta ? ta : tb);
+    farol_tensor *out = a && b ? binary_fns[op](a, b) : NULL;
+    farol_release(a);
+    farol_release(b);
+    push_tensor(L, out);
+    return 1;
+}
+
+static int l_unm(lua_State *L) { push_tensor(L, farol_neg(check_tensor(L, 1))); return 1; }
+
+/* ---- pointwise ---- */
+
+static int l_unary(lua_State *L) {
+    farol_unary_op op = (farol_unary_op)lua_tointeger(L, lua_upvalueindex(1));
+    push_tensor(L, farol_unary(check_tensor(L, 1), op));
+    return 1;
+}
+
+static int l_leaky_relu(lua_State *L) {
+    push_tensor(L, farol_leaky_relu(check_tensor(L, 1), luaL_optnumber(L, 2, 0.01)));
+    return 1;
+}
+
+static int l_elu(lua_State *L) {
+    push_tensor(L, farol_elu(check_tensor(L, 1), luaL_optnumber(L, 2, 1.0)));
+    return 1;
+}
+
+static int l_clamp(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    double lo = luaL_optnumber(L, 2, -INFINITY), hi = luaL_optnumber(L, 3, INFINITY);
+    if (lo > hi) return farol_error(L, "farol: clamp: lower bound %g is above upper bound %g", lo, hi);
+    push_tensor(L, farol_clamp(x, lo, hi));
+    return 1;
+}
+
+/* ---- reductions: x:sum([dim [, keepdim]]) ---- */
+
+typedef farol_tensor *(*reduce_fn)(farol_tensor *, int, bool);
+static const reduce_fn reduce_fns[] = {farol_sum, farol_mean, farol_var, farol_std, farol_amax,
+                                       farol_amin, farol_logsumexp, farol_norm};
+static const char *const reduce_names[] = {"sum", "mean", "var", "std", "amax", "amin",
+                                           "logsumexp", "norm"};
+
+static int l_reduce(lua_State *L) {
+    int op = (int)lua_tointeger(L, lua_upvalueindex(1));
+    farol_tensor *x = check_tensor(L, 1);
+    int dim = opt_dim(L, 2, x->ndim, reduce_names[op]);
+    push_tensor(L, reduce_fns[op](x, dim, opt_bool(L, 3, false)));
+    return 1;
+}
+
+/* pushes 0-based indices as a new 1-based tensor (idx itself may be saved
+ * by the tape, so it is not modified); takes over idx's reference */
+static int push_indices(lua_State *L, farol_tensor *idx) {
+    if (!idx) return raise_error(L);
+    farol_tensor *one = farol_empty(idx->ndim, idx->shape, FAROL_I64);
+    if (one) {
+        farol_copy_to_buffer(idx, farol_data(one), FAROL_I64);
+        int64_t *p = farol_data(one), n = farol_numel(one);
+        for (int64_t i = 0; i < n; i++) p[i] += 1;
+    }
+    farol_release(idx);
+    push_tensor(L, one);
+    return 1;
+}
+
+/* x:max() -> 0-d value; x:max(d [, keepdim]) -> values, 1-based indices */
+static int extreme(lua_State *L, bool is_max) {
+    const char *fn = is_max ? "max" : "min";
+    farol_tensor *x = check_tensor(L, 1);
+    if (lua_isnoneornil(L, 2)) {
+        push_tensor(L, is_max ? farol_amax(x, FAROL_DIM_ALL, false) : farol_amin(x, FAROL_DIM_ALL, false));
+        return 1;
+    }
+    int dim = check_dim(L, 2, x->ndim, fn);
+    farol_tensor *idx = NULL;
+    farol_tensor *v = is_max ? farol_max_dim(x, dim, opt_bool(L, 3, false), &idx)
+                             : farol_min_dim(x, dim, opt_bool(L, 3, false), &idx);
+    if (!v) return raise_error(L);
+    push_tensor(L, v);
+    return 1 + push_indices(L, idx);
+}
+
+static int l_max(lua_State *L) { return extreme(L, true); }
+static int l_min(lua_State *L) { return extreme(L, false); }
+
+static int arg_extreme(lua_State *L, bool is_max) {
+    farol_tensor *x = check_tensor(L, 1);
+    int dim = opt_dim(L, 2, x->ndim, is_max ? "argmax" : "argmin");
+    bool keep = opt_bool(L, 3, false);
+    return push_indices(L, is_max ? farol_argmax(x, dim, keep) : farol_argmin(x, dim, keep));
+}
+
+static int l_argmax(lua_State *L) { return arg_extreme(L, true); }
+static int l_argmin(lua_State *L) { return arg_extreme(L, false); }
+
+static int l_softmax(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    push_tensor(L, farol_softmax(x, check_dim(L, 2, x->ndim, "softmax")));
+    return 1;
+}
+
+static int l_log_softmax(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    push_tensor(L, farol_log_softmax(x, check_dim(L, 2, x->ndim, "log_softmax")));
+    return 1;
+}
+
+/* ---- comparisons, masks, where ---- */
+
+static const char *const cmp_names[] = {"eq", "ne", "lt", "le", "gt", "ge"};
+
+static int l_compare(lua_State *L) {
+    int op = (int)lua_tointeger(L, lua_upvalueindex(1));
+    farol_tensor *x = check_tensor(L, 1);
+    if (!test_tensor(L, 2) && lua_type(L, 2) != LUA_TNUMBER)
+        return farol_error(L, "farol: %s: argument 2 must be a farol.Tensor or a number, got %s",
+                          cmp_names[op], luaL_typename(L, 2));
+    farol_tensor *y = to_tensor_arg(L, 2, x);
+    farol_tensor *out = y ? farol_compare(x, y, (farol_cmp)op) : NULL;
+    farol_release(y);
+    push_tensor(L, out);
+    return 1;
+}
+
+static int l_masked_fill(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1), *mask = check_tensor(L, 2);
+    push_tensor(L, farol_masked_fill(x, mask, luaL_checknumber(L, 3)));
+    return 1;
+}
+
+static int l_where(lua_State *L) {
+    farol_tensor *cond = check_tensor(L, 1);
+    farol_tensor *like = test_tensor(L, 2) ? test_tensor(L, 2) : test_tensor(L, 3);
+    for (int i = 2; i <= 3; i++)
+        if (!test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
+            return luaL_typeerror(L, i, "farol.Tensor or number");
+    farol_tensor *a = to_tensor_arg(L, 2, like), *b = to_tensor_arg(L, 3, like);
+    farol_tensor *out = a && b ? farol_where(cond, a, b) : NULL;
+    farol_release(a);
+    farol_release(b);
+    push_tensor(L, out);
+    return 1;
+}
+
+/* ---- matrix products ---- */
+
+static int l_matmul(lua_State *L) {
+    push_tensor(L, farol_matmul(check_tensor(L, 1), check_tensor(L, 2)));
+    return 1;
+}
+
+static farol_tensor *opt_tensor(lua_State *L, int i) {
+    return lua_isnoneornil(L, i) ? NULL : check_tensor(L, i);
+}
+
+static int l_linear(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2);
+    push_tensor(L, farol_linear(x, w, opt_tensor(L, 3)));
+    return 1;
+}
+
+/* ---- lists of tensors: cat, stack ---- */
+
+static int join(lua_State *L, bool stack) {
+    const char *fn = stack ? "stack" : "cat";
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = (int)luaL_len(L, 1);
+    if (n < 1) return farol_error(L, "farol: %s: expects a non-empty array of tensors", fn);
+    farol_tensor **xs = lua_newuserdatauv(L, (size_t)n * sizeof *xs, 0);  /* freed by the GC */
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 1, i + 1);
+        xs[i] = test_tensor(L, -1);
+        if (!xs[i]) return farol_error(L, "farol: %s: element %d is a %s, expected farol.Tensor", fn,
+                                      i + 1, luaL_typename(L, -1));
+        lua_pop(L, 1);
+    }
+    int nd = xs[0]->ndim + (stack ? 1 : 0);
+    int dim = lua_isnoneornil(L, 2) ? 0 : check_dim(L, 2, nd, fn);
+    push_tensor(L, stack ? farol_stack(n, xs, dim) : farol_cat(n, xs, dim));
+    return 1;
+}
+
+static int l_cat(lua_State *L) { return join(L, false); }
+static int l_stack(lua_State *L) { return join(L, true); }
+
+/* ---- neural-network functions ---- */
+
+/* the value at idx as a number or a {h, w} pair of integers */
+static void read_pair(lua_State *L, int idx, int *out, const char *key, const char *fn) {
+    if (lua_isinteger(L, idx)) {
+        out[0] = out[1] = (int)lua_tointeger(L, idx);
+        return;
+    }
+    if (lua_istable(L, idx) && luaL_len(L, idx) == 2) {
+        for (int i = 0; i < 2; i++) {
+            lua_geti(L, idx, i + 1);
+            if (!lua_isinteger(L, -1))
+                farol_error(L, "farol: %s: %s must be an integer or a pair of integers", fn, key);
+            out[i] = (int)lua_tointeger(L, -1);
+            lua_pop(L, 1);
+        }
+        return;
+    }
+    farol_error(L, "farol: %s: %s must be an integer or a pair of integers, got %s", fn, key,
+               luaL_typename(L, idx));
+}
+
+/* opts.key as a number or pair, def when absent (opts == 0: no options) */
+static void opt_pair(lua_State *L, int opts, const char *key, int *out, int def, const char *fn) {
+    out[0] = out[1] = def;
+    if (opts == 0) return;
+    lua_getfield(L, opts, key);
+    if (!lua_isnil(L, -1)) read_pair(L, lua_gettop(L), out, key, fn);
+    lua_pop(L, 1);
+}
+
+static int opts_index(lua_State *L, int i, const char *fn) {
+    if (lua_isnoneornil(L, i)) return 0;
+    if (!lua_istable(L, i)) farol_error(L, "farol: %s: options must be a table, got %s", fn, luaL_typename(L, i));
+    return i;
+}
+
+static int conv(lua_State *L, bool two_d) {
+    const char *fn = two_d ? "conv2d" : "conv1d";
+    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2), *b = opt_tensor(L, 3);
+    int o = opts_index(L, 4, fn);
+    farol_conv_opts c = farol_conv_defaults();
+    opt_pair(L, o, "stride", c.stride, 1, fn);
+    opt_pair(L, o, "padding", c.padding, 0, fn);
+    opt_pair(L, o, "dilation", c.dilation, 1, fn);
+    int g[2];
+    opt_pair(L, o, "groups", g, 1, fn);
+    c.groups = g[0];
+    push_tensor(L, two_d ? farol_conv2d(x, w, b, &c) : farol_conv1d(x, w, b, &c));
+    return 1;
+}
+
+static int l_conv1d(lua_State *L) { return conv(L, false); }
+static int l_conv2d(lua_State *L) { return conv(L, true); }
+
+static int pool(lua_State *L, bool is_max) {
+    const char *fn = is_max ? "max_pool2d" : "avg_pool2d";
+    farol_tensor *x = check_tensor(L, 1);
+    farol_pool_opts p;
+    read_pair(L, 2, p.kernel, "kernel size", fn);
+    int o = opts_index(L, 3, fn);
+    opt_pair(L, o, "stride", p.stride, 0, fn);
+    opt_pair(L, o, "padding", p.padding, 0, fn);
+    push_tensor(L, is_max ? farol_max_pool2d(x, &p) : farol_avg_pool2d(x, &p));
+    return 1;
+}
+
+static int l_max_pool2d(lua_State *L) { return pool(L, true); }
+static int l_avg_pool2d(lua_State *L) { return pool(L, false); }
+
+static int l_adaptive_avg_pool2d(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    int64_t size[2];
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        size[0] = size[1] = luaL_checkinteger(L, 2);
+    } else if (check_sizes(L, 2, size, "adaptive_avg_pool2d", false) != 2) {
+        return farol_error(L, "farol: adaptive_avg_pool2d: output size must be a number or {h, w}");
+    }
+    push_tensor(L, farol_adaptive_avg_pool2d(x, size[0], size[1]));
+    return 1;
+}
+
+static int l_batch_norm(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1), *m = check_tensor(L, 2), *v = check_tensor(L, 3);
+    push_tensor(L, farol_batch_norm(x, m, v, opt_tensor(L, 4), opt_tensor(L, 5), luaL_optnumber(L, 6, 1e-5)));
+    return 1;
+}
+
+static int l_layer_norm(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    int64_t shape[FAROL_MAX_DIMS];
+    int n;
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        shape[0] = luaL_checkinteger(L, 2);
+        n = 1;
+    } else {
+        luaL_checktype(L, 2, LUA_TTABLE);
+        n = check_sizes(L, 2, shape, "layer_norm", false);
+    }
+    push_tensor(L, farol_layer_norm(x, n, shape, opt_tensor(L, 3), opt_tensor(L, 4),
+                                    luaL_optnumber(L, 5, 1e-5)));
+    return 1;
+}
+
+static int l_embedding(lua_State *L) {
+    farol_tensor *w = check_tensor(L, 2);
+    farol_tensor *idx = check_index_tensor(L, 1, "embedding");
+    farol_tensor *out = farol_embedding(idx, w);
+    farol_release(idx);
+    push_tensor(L, out);
+    return 1;
+}
+
+static int l_dropout(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    push_tensor(L, farol_dropout(x, luaL_optnumber(L, 2, 0.5), opt_bool(L, 3, true)));
+    return 1;
+}
+
+static int l_cross_entropy(lua_State *L) {
+    farol_tensor *logits = check_tensor(L, 1);
+    farol_tensor *labels = check_index_tensor(L, 2, "cross_entropy");
+    farol_tensor *out = farol_cross_entropy(logits, labels);
+    farol_release(labels);
+    push_tensor(L, out);
+    return 1;
+}
+
+static int l_mse_loss(lua_State *L) {
+    push_tensor(L, farol_mse_loss(check_tensor(L, 1), check_tensor(L, 2)));
+    return 1;
+}
+
+static int l_pad(lua_State *L) {
+    farol_tensor *x = check_tensor(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int n = (int)luaL_len(L, 2);
+    if (n > 2 * FAROL_MAX_DIMS) return farol_error(L, "farol: pad: %d pads given, at most %d", n, 2 * FAROL_MAX_DIMS);
+    int64_t pads[2 * FAROL_MAX_DIMS];
+    for (int i = 0; i < n; i++) {
+        lua_geti(L, 2, i + 1);
+        if (!lua_isinteger(L, -1)) return farol_error(L, "farol: pad: pad %d must be an integer", i + 1);
+        pads[i] = lua_tointeger(L, -1);
+        lua_pop(L, 1);
+    }
+    push_tensor(L, farol_pad(x, n, pads, luaL_optnumber(L, 3, 0)));
+    return 1;
+}
+
+static const luaL_Reg op_funcs[] = {
+    {"leaky_relu", l_leaky_relu}, {"elu", l_elu}, {"clamp", l_clamp},
+    {"max", l_max}, {"min", l_min}, {"argmax", l_argmax}, {"argmin", l_argmin},
+    {"softmax", l_softmax}, {"log_softmax", l_log_softmax}, {"masked_fill", l_masked_fill},
+    {"matmul", l_matmul}, {"linear", l_linear}, {"conv1d", l_conv1d}, {"conv2d", l_conv2d},
+    {"max_pool2d", l_max_pool2d}, {"avg_pool2d", l_avg_pool2d},
+    {"adaptive_avg_pool2d", l_adaptive_avg_pool2d}, {"batch_norm", l_batch_norm},
+    {"layer_norm", l_layer_norm}, {"dropout", l_dropout}, {"mse_loss", l_mse_loss},
+    {"pad", l_pad}, {NULL, NULL},
+};
+
+/* functions only (the first argument is not the tensor they act on) */
+static const luaL_Reg plain_funcs[] = {
+    {"where", l_where}, {"cat", l_cat}, {"stack", l_stack}, {"embedding", l_embedding},
+    {"cross_entropy", l_cross_entropy}, {NULL, NULL},
+};
+
+/* push fn with integer upvalue k under name, as function and method */
+static void register_closure(lua_State *L, const char *name, lua_CFunction fn, int k) {
+    lua_pushinteger(L, k);
+    lua_pushcclosure(L, fn, 1);
+    lua_pushvalue(L, -1);
+    lua_setfield(L, -3, name);
+    lua_setfield(L, -3, name);
+}
+
+/* expects the farol table at -2 and the methods table at -1 */
+void farol_lua_ops(lua_State *L) {
+    for (int op = 0; op < FAROL_UNARY_COUNT; op++)
+        register_closure(L, farol_unary_name((farol_unary_op)op), l_unary, op);
+    for (int op = 0; op < (int)(sizeof reduce_names / sizeof *reduce_names); op++)
+        register_closure(L, reduce_names[op], l_reduce, op);
+    for (int op = 0; op < 6; op++) register_closure(L, cmp_names[op], l_compare, op);
+    for (int op = 0; op < 5; op++) register_closure(L, binary_names[op], arith, op);
+    register_funcs(L, op_funcs, true);
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, plain_funcs, 0);
+    lua_pop(L, 1);
+
+    /* metamethods on the tensor metatable */
+    luaL_getmetatable(L, FAROL_TENSOR_MT);
+    static const char *const events[] = {"__add", "__sub", "__mul", "__div", "__pow"};
+    for (int op = 0; op < 5; op++) {
+        lua_pushinteger(L, op);
+        lua_pushcclosure(L, arith, 1);
+        lua_setfield(L, -2, events[op]);
+    }
+    lua_pushcfunction(L, l_unm);
+    lua_setfield(L, -2, "__unm");
+    lua_pop(L, 1);
+}

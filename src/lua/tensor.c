@@ -1,0 +1,720 @@
+/* Tensors as Lua userdata: the metatable, argument helpers, creation,
+ * element access, views, and the memory accounting that drives the Lua GC. */
+#include "binding.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+
+/* ---- memory: the Lua GC cannot see tensor memory, so creating tensors
+ * runs a full collection whenever the engine's live bytes double since the
+ * last one (like Lua's own pause), with a floor so small scripts never pay. */
+
+#define GC_FLOOR ((size_t)64 << 20)
+static const char gc_key = 'g';
+
+typedef struct { size_t threshold; size_t collections; } gc_state;
+
+static gc_state *get_gc_state(lua_State *L) {
+    lua_rawgetp(L, LUA_REGISTRYINDEX, &gc_key);
+    gc_state *s = lua_touserdata(L, -1);
+    lua_pop(L, 1);
+    return s;
+}
+
+static void maybe_collect(lua_State *L) {
+    gc_state *s = get_gc_state(L);
+    if (!s) return;
+    size_t live = farol_live_bytes();
+    if (live <= s->threshold) return;
+    lua_gc(L, LUA_GCCOLLECT);
+    s->collections++;
+    live = farol_live_bytes();
+    s->threshold = live * 2 > GC_FLOOR ? live * 2 : GC_FLOOR;
+}
+
+/* farol.memory() -> live engine bytes, GC threshold, collections so far */
+static int l_memory(lua_State *L) {
+    gc_state *s = get_gc_state(L);
+    lua_pushinteger(L, (lua_Integer)farol_live_bytes());
+    lua_pushinteger(L, s ? (lua_Integer)s->threshold : 0);
+    lua_pushinteger(L, s ? (lua_Integer)s->collections : 0);
+    return 3;
+}
+
+/* ---- boxes ---- */
+
+int farol_error(lua_State *L, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error()); }
+
+void push_tensor(lua_State *L, farol_tensor *t) {
+    if (!t) raise_error(L);
+    tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->t = t;
+    luaL_setmetatable(L, FAROL_TENSOR_MT);
+    maybe_collect(L);
+}
+
+farol_tensor *test_tensor(lua_State *L, int i) {
+    tensor_box *b = luaL_testudata(L, i, FAROL_TENSOR_MT);
+    if (!b) return NULL;
+    if (!b->t) farol_error(L, "farol: tensor was freed (argument #%d)", i);
+    return b->t;
+}
+
+farol_tensor *check_tensor(lua_State *L, int i) {
+    tensor_box *b = luaL_checkudata(L, i, FAROL_TENSOR_MT);
+    if (!b->t) farol_error(L, "farol: tensor was freed (argument #%d)", i);
+    return b->t;
+}
+
+farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like) {
+    farol_tensor *t = test_tensor(L, i);
+    if (t) return farol_retain(t);
+    if (lua_isinteger(L, i) && like && like->dtype == FAROL_I64)
+        return farol_scalar((double)lua_tointeger(L, i), FAROL_I64);
+    if (lua_type(L, i) == LUA_TNUMBER) {
+        farol_dtype dt = like && farol_is_floating(like->dtype) ? like->dtype : FAROL_F32;
+        return farol_scalar(lua_tonumber(L, i), dt);
+    }
+    luaL_typeerror(L, i, "farol.Tensor or number");
+    return NULL;
+}
+
+static int box_gc(lua_State *L) {
+    tensor_box *b = luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    farol_release(b->t);
+    b->t = NULL;
+    return 0;
+}
+
+/* ---- argument helpers ---- */
+
+int check_dim(lua_State *L, int i, int ndim, const char *fn) {
+    lua_Integer d = luaL_checkinteger(L, i);
+    int n = ndim > 0 ? ndim : 1;
+    if (d >= 1 && d <= n) return (int)d - 1;
+    if (d < 0 && d >= -n) return (int)(n + d);
+    return farol_error(L, "farol: %s: dim %d is out of range for a %d-d tensor (dims are 1-based; "
+                      "-1 is the last)", fn, (int)d, ndim);
+}
+
+int opt_dim(lua_State *L, int i, int ndim, const char *fn) {
+    return lua_isnoneornil(L, i) ? FAROL_DIM_ALL : check_dim(L, i, ndim, fn);
+}
+
+int64_t check_index(lua_State *L, int i, int64_t n, const char *fn) {
+    lua_Integer v = luaL_checkinteger(L, i);
+    if (v >= 1 && v <= n) return v - 1;
+    if (v < 0 && v >= -n) return n + v;
+    return farol_error(L, "farol: %s: index %lld is out of range for a dim of size %lld (1-based)", fn,
+                      (lua_Integer)v, (lua_Integer)n);
+}
+
+static int64_t size_at(lua_State *L, int idx, int pos, const char *fn, bool allow_minus1) {
+    int isnum;
+    lua_Integer v = lua_tointegerx(L, idx, &isnum);
+    if (!isnum) farol_error(L, "farol: %s: size %d must be an integer, got %s", fn, pos,
+                           luaL_typename(L, idx));
+    if (v < 0 && !(allow_minus1 && v == -1))
+        farol_error(L, "farol: %s: size %d is %lld; sizes must be non-negative", fn, pos, v);
+    return v;
+}
+
+int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
+    int n = 0;
+    if (lua_istable(L, i) && !test_tensor(L, i)) {
+        n = (int)luaL_len(L, i);
+        if (n > FAROL_MAX_DIMS) farol_error(L, "farol: %s: %d sizes given, at most %d dims", fn, n, FAROL_MAX_DIMS);
+        for (int k = 1; k <= n; k++) {
+            lua_geti(L, i, k);
+            shape[k - 1] = size_at(L, -1, k, fn, allow_minus1);
+            lua_pop(L, 1);
+        }
+        return n;
+    }
+    while (lua_type(L, i + n) == LUA_TNUMBER) {
+        if (n == FAROL_MAX_DIMS) farol_error(L, "farol: %s: more than %d sizes given", fn, FAROL_MAX_DIMS);
+        shape[n] = size_at(L, i + n, n + 1, fn, allow_minus1);
+        n++;
+    }
+    return n;
+}
+
+farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
+    if (lua_isnoneornil(L, i)) return def;
+    const char *name = lua_tostring(L, i);
+    farol_dtype dt;
+    if (!name || lua_type(L, i) != LUA_TSTRING || farol_dtype_from_name(name, &dt) < 0)
+        farol_error(L, "farol: %s: unknown dtype %s (use \"float32\", \"float64\" or \"int64\")", fn,
+                   name ? name : luaL_typename(L, i));
+    return dt;
+}
+
+bool opt_bool(lua_State *L, int i, bool def) {
+    return lua_isnoneornil(L, i) ? def : lua_toboolean(L, i);
+}
+
+/* ---- Lua tables to tensors ---- */
+
+static void infer_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *shape, const char *fn) {
+    if (lua_type(L, idx) == LUA_TNUMBER || lua_type(L, idx) == LUA_TBOOLEAN) {
+        *ndim = depth;
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || test_tensor(L, idx))
+        farol_error(L, "farol: %s: expected a number or a nested array of numbers, got %s", fn,
+                   luaL_typename(L, idx));
+    if (depth == FAROL_MAX_DIMS) farol_error(L, "farol: %s: nested deeper than %d dims", fn, FAROL_MAX_DIMS);
+    lua_Integer n = luaL_len(L, idx);
+    shape[depth] = n;
+    if (n == 0) {
+        *ndim = depth + 1;
+        return;
+    }
+    lua_geti(L, idx, 1);
+    infer_shape(L, lua_gettop(L), depth + 1, ndim, shape, fn);
+    lua_pop(L, 1);
+}
+
+/* writes values into dst (row-major), checking every level against shape */
+static void fill_values(lua_State *L, int idx, int depth, int ndim, const int64_t *shape,
+                        farol_tensor *t, int64_t *pos, const char *fn) {
+    if (depth == ndim) {
+        int isnum;
+        double v = lua_isboolean(L, idx) ? lua_toboolean(L, idx) : lua_tonumberx(L, idx, &isnum);
+        if (!lua_isboolean(L, idx) && !isnum)
+            farol_error(L, "farol: %s: ragged or non-numeric array: expected a number at depth %d, "
+                       "got %s", fn, depth + 1, luaL_typename(L, idx));
+        int64_t k = (*pos)++;
+        if (t->dtype == FAROL_F32) ((float *)farol_data(t))[k] = (float)v;
+        else if (t->dtype == FAROL_F64) ((double *)farol_data(t))[k] = v;
+        else {
+            if (v != floor(v) || fabs(v) > 9.2e18)
+                farol_error(L, "farol: %s: %g is not an integer (dtype int64)", fn, v);
+            ((int64_t *)farol_data(t))[k] = (int64_t)v;
+        }
+        return;
+    }
+    if (lua_type(L, idx) != LUA_TTABLE || luaL_len(L, idx) != shape[depth]) {
+        char sh[96];
+        farol_error(L, "farol: %s: ragged array: expected %s of length %lld at depth %d (shape %s)", fn,
+                   "an array", (lua_Integer)shape[depth], depth + 1,
+                   farol_shape_str(ndim, shape, sh, sizeof sh));
+    }
+    for (int64_t k = 1; k <= shape[depth]; k++) {
+        lua_geti(L, idx, k);
+        fill_values(L, lua_gettop(L), depth + 1, ndim, shape, t, pos, fn);
+        lua_pop(L, 1);
+    }
+}
+
+farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt) {
+    int ndim = 0;
+    int64_t shape[FAROL_MAX_DIMS];
+    i = lua_absindex(L, i);
+    infer_shape(L, i, 0, &ndim, shape, "tensor");
+    /* the tensor is pushed first (empty, collectable) so that an error while
+     * reading the table cannot leak it */
+    farol_tensor *t = farol_empty(ndim, shape, dt);
+    push_tensor(L, t);
+    int64_t pos = 0;
+    fill_values(L, i, 0, ndim, shape, t, &pos, "tensor");
+    lua_pop(L, 1);  /* the userdata still owns t until the caller re-pushes */
+    return farol_retain(t);
+}
+
+/* a detached copy of src with dtype dt */
+static farol_tensor *raw_copy(farol_tensor *src, farol_dtype dt) {
+    farol_tensor *c = farol_empty(src->ndim, src->shape, dt);
+    if (c) farol_copy_to_buffer(src, farol_data(c), dt);
+    return c;
+}
+
+farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
+    farol_tensor *src = test_tensor(L, i), *idx;
+    if (src) {
+        if (src->dtype != FAROL_I64)
+            farol_error(L, "farol: %s: indices must be an int64 tensor or an array, got %s", fn,
+                       farol_dtype_name(src->dtype));
+        idx = raw_copy(src, FAROL_I64);  /* a private copy: shifted to 0-based below */
+        if (!idx) raise_error(L);
+    } else if (lua_istable(L, i)) {
+        idx = table_to_tensor(L, i, FAROL_I64);
+    } else {
+        luaL_typeerror(L, i, "index tensor or array");
+        return NULL;
+    }
+    int64_t *p = farol_data(idx), n = farol_numel(idx);
+    for (int64_t k = 0; k < n; k++) {
+        if (p[k] < 1) {
+            farol_release(idx);
+            farol_error(L, "farol: %s: index %lld is not a valid 1-based index", fn, (lua_Integer)p[k]);
+        }
+        p[k] -= 1;
+    }
+    return idx;
+}
+
+/* ---- creation ---- */
+
+static int l_tensor(lua_State *L) {
+    farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "tensor");
+    farol_tensor *src = test_tensor(L, 1);
+    if (src) {
+        push_tensor(L, raw_copy(src, lua_isnoneornil(L, 2) ? src->dtype : dt));
+        return 1;
+    }
+    luaL_argexpected(L, lua_istable(L, 1) || lua_type(L, 1) == LUA_TNUMBER, 1, "number or array");
+    push_tensor(L, table_to_tensor(L, 1, dt));
+    return 1;
+}
+
+typedef enum { MAKE_EMPTY, MAKE_ZEROS, MAKE_ONES, MAKE_RAND, MAKE_RANDN } make_kind;
+
+static int make(lua_State *L, make_kind kind, const char *fn) {
+    int64_t shape[FAROL_MAX_DIMS];
+    int n = check_sizes(L, 1, shape, fn, false);
+    int dt_at = lua_istable(L, 1) ? 2 : n + 1;
+    farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, fn);
+    farol_tensor *t = NULL;
+    switch (kind) {
+    case MAKE_EMPTY: t = farol_zeros(n, shape, dt); break; /* zeroed: no stale memory shown */
+    case MAKE_ZEROS: t = farol_zeros(n, shape, dt); break;
+    case MAKE_ONES: t = farol_full(n, shape, 1, dt); break;
+    case MAKE_RAND: t = farol_rand(n, shape, dt); break;
+    case MAKE_RANDN: t = farol_randn(n, shape, dt); break;
+    }
+    push_tensor(L, t);
+    return 1;
+}
+
+static int l_empty(lua_State *L) { return make(L, MAKE_EMPTY, "empty"); }
+static int l_zeros(lua_State *L) { return make(L, MAKE_ZEROS, "zeros"); }
+static int l_ones(lua_State *L) { return make(L, MAKE_ONES, "ones"); }
+static int l_rand(lua_State *L) { return make(L, MAKE_RAND, "rand"); }
+static int l_randn(lua_State *L) { return make(L, MAKE_RANDN, "randn"); }
+
+static int l_full(lua_State *L) {
+    int64_t shape[FAROL_MAX_DIMS];
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int n = check_sizes(L, 1, shape, "full", false);
+    double v = luaL_checknumber(L, 2);
+    push_tensor(L, farol_full(n, shape, v, opt_dtype(L, 3, FAROL_F32, "full")));
+    return 1;
+}
+
+static int l_manual_seed(lua_State *L) {
+    farol_manual_seed((uint64_t)luaL_checkinteger(L, 1));
+    return 0;
+}
+
+static int l_arange(lua_State *L) {
+    double a = luaL_checknumber(L, 1), b, step = 1;
+    int dt_at = 2;
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        b = lua_tonumber(L, 2);
+        dt_at = 3;
+        if (lua_type(L, 3) == LUA_TNUMBER) {
+            step = lua_tonumber(L, 3);
+            dt_at = 4;
+        }
+    } else {
+        b = a;
+        a = 0;
+    }
+    push_tensor(L, farol_arange(a, b, step, opt_dtype(L, dt_at, FAROL_F32, "arange")));
+    return 1;
+}
+
+static int l_linspace(lua_State *L) {
+    double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
+    lua_Integer n = luaL_checkinteger(L, 3);
+    push_tensor(L, farol_linspace(a, b, n, opt_dtype(L, 4, FAROL_F32, "linspace")));
+    return 1;
+}
+
+static int l_eye(lua_State *L) {
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n < 0) return farol_error(L, "farol: eye: n must be non-negative, got %lld", n);
+    push_tensor(L, farol_eye(n, opt_dtype(L, 2, FAROL_F32, "eye")));
+    return 1;
+}
+
+/* ---- inspection ---- */
+
+static void push_shape(lua_State *L, const farol_tensor *t) {
+    lua_createtable(L, t->ndim, 0);
+    for (int i = 0; i < t->ndim; i++) {
+        lua_pushinteger(L, t->shape[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int m_size(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (lua_isnoneornil(L, 2)) push_shape(L, t);
+    else lua_pushinteger(L, t->shape[check_dim(L, 2, t->ndim, "size")]);
+    return 1;
+}
+
+static int m_dim(lua_State *L) { lua_pushinteger(L, check_tensor(L, 1)->ndim); return 1; }
+static int m_numel(lua_State *L) { lua_pushinteger(L, farol_numel(check_tensor(L, 1))); return 1; }
+static int m_dtype(lua_State *L) { lua_pushstring(L, farol_dtype_name(check_tensor(L, 1)->dtype)); return 1; }
+static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, farol_is_contiguous(check_tensor(L, 1))); return 1; }
+
+static void push_number(lua_State *L, const farol_tensor *t, double v) {
+    if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)v);
+    else lua_pushnumber(L, v);
+}
+
+static int m_item(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (farol_numel(t) != 1) {
+        char sh[96];
+        return farol_error(L, "farol: item: tensor of shape %s has %lld elements, item needs exactly one",
+                          farol_shape_str(t->ndim, t->shape, sh, sizeof sh), (lua_Integer)farol_numel(t));
+    }
+    push_number(L, t, farol_item(t));
+    return 1;
+}
+
+static void push_table(lua_State *L, const farol_tensor *t, int dim, int64_t *idx) {
+    if (dim == t->ndim) {
+        push_number(L, t, farol_get(t, idx));
+        return;
+    }
+    luaL_checkstack(L, 4, "totable");
+    lua_createtable(L, (int)t->shape[dim], 0);
+    for (int64_t i = 0; i < t->shape[dim]; i++) {
+        idx[dim] = i;
+        push_table(L, t, dim + 1, idx);
+        lua_rawseti(L, -2, i + 1);
+    }
+}
+
+static int m_totable(lua_State *L) {
+    int64_t idx[FAROL_MAX_DIMS] = {0};
+    push_table(L, check_tensor(L, 1), 0, idx);
+    return 1;
+}
+
+static void check_element_index(lua_State *L, farol_tensor *t, int first, int64_t *idx, const char *fn) {
+    int given = lua_gettop(L) - first + 1;
+    if (given != t->ndim) {
+        char sh[96];
+        farol_error(L, "farol: %s: %d indices given for a tensor of shape %s", fn, given,
+                   farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
+    }
+    for (int i = 0; i < t->ndim; i++) idx[i] = check_index(L, first + i, t->shape[i], fn);
+}
+
+static int m_get(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int64_t idx[FAROL_MAX_DIMS];
+    check_element_index(L, t, 2, idx, "get");
+    push_number(L, t, farol_get(t, idx));
+    return 1;
+}
+
+static int m_set(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    double v = luaL_checknumber(L, 2);
+    int64_t idx[FAROL_MAX_DIMS];
+    check_element_index(L, t, 3, idx, "set");
+    if (farol_begin_inplace("set", t) < 0) return raise_error(L);
+    farol_set(t, idx, v);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_tostring(lua_State *L) {
+    tensor_box *b = luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    if (!b->t) {
+        lua_pushliteral(L, "tensor(<freed>)");
+        return 1;
+    }
+    char *s = farol_tostring(b->t);
+    if (!s) return farol_error(L, "farol: tostring: out of memory");
+    lua_pushstring(L, s);
+    free(s);
+    return 1;
+}
+
+static int m_len(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (t->ndim == 0) return farol_error(L, "farol: #: a 0-d tensor has no length");
+    lua_pushinteger(L, t->shape[0]);
+    return 1;
+}
+
+static int l_is_tensor(lua_State *L) {
+    lua_pushboolean(L, luaL_testudata(L, 1, FAROL_TENSOR_MT) != NULL);
+    return 1;
+}
+
+static int m_free(lua_State *L) {
+    luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    return box_gc(L);
+}
+
+/* x[i]: select(1, i), a number when x is 1-D; x.shape, x.grad; methods */
+static int m_index(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (lua_type(L, 2) == LUA_TNUMBER) {
+        if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
+        int64_t i = check_index(L, 2, t->shape[0], "index");
+        if (t->ndim == 1) {
+            push_number(L, t, farol_get(t, &i));
+            return 1;
+        }
+        push_tensor(L, farol_select(t, 0, i));
+        return 1;
+    }
+    const char *k = lua_tostring(L, 2);
+    if (k && strcmp(k, "shape") == 0) {
+        push_shape(L, t);
+        return 1;
+    }
+    if (k && strcmp(k, "grad") == 0) {
+        if (t->grad) push_tensor(L, farol_retain(t->grad));
+        else lua_pushnil(L);
+        return 1;
+    }
+    lua_pushvalue(L, 2);
+    lua_rawget(L, lua_upvalueindex(1));
+    return 1;
+}
+
+/* x[i] = v: copies v (number or tensor) into select(1, i) */
+static int m_newindex(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (lua_type(L, 2) != LUA_TNUMBER)
+        return farol_error(L, "farol: index: tensors take only integer keys for assignment, got %s",
+                          luaL_typename(L, 2));
+    if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
+    int64_t i = check_index(L, 2, t->shape[0], "index");
+    farol_tensor *src = test_tensor(L, 3);
+    if (!src && lua_type(L, 3) != LUA_TNUMBER) return luaL_typeerror(L, 3, "number or farol.Tensor");
+    farol_tensor *view = farol_select(t, 0, i);
+    if (!view) return raise_error(L);
+    int rc = src ? farol_copy_(view, src) : farol_fill_(view, lua_tonumber(L, 3));
+    farol_release(view);
+    if (rc < 0) return raise_error(L);
+    return 0;
+}
+
+static int m_copy_(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1), *src = check_tensor(L, 2);
+    if (farol_copy_(t, src) < 0) return raise_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_fill_(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (farol_fill_(t, luaL_checknumber(L, 2)) < 0) return raise_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_zero_(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (farol_fill_(t, 0) < 0) return raise_error(L);
+    lua_settop(L, 1);
+    return 1;
+}
+
+static int m_clone(lua_State *L) { push_tensor(L, farol_clone(check_tensor(L, 1))); return 1; }
+static int m_detach(lua_State *L) { push_tensor(L, farol_detach(check_tensor(L, 1))); return 1; }
+static int m_contiguous(lua_State *L) { push_tensor(L, farol_contiguous(check_tensor(L, 1))); return 1; }
+
+static int m_to(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    luaL_checkstring(L, 2);
+    push_tensor(L, farol_to_dtype(t, opt_dtype(L, 2, t->dtype, "to")));
+    return 1;
+}
+
+/* ---- views ---- */
+
+static int m_view(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int64_t shape[FAROL_MAX_DIMS];
+    int n = check_sizes(L, 2, shape, "view", true);
+    push_tensor(L, farol_view(t, n, shape));
+    return 1;
+}
+
+static int m_reshape(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int64_t shape[FAROL_MAX_DIMS];
+    int n = check_sizes(L, 2, shape, "reshape", true);
+    push_tensor(L, farol_reshape(t, n, shape));
+    return 1;
+}
+
+static int m_expand(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int64_t shape[FAROL_MAX_DIMS];
+    int n = check_sizes(L, 2, shape, "expand", true);
+    push_tensor(L, farol_expand(t, n, shape));
+    return 1;
+}
+
+static int m_flatten(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int start = lua_isnoneornil(L, 2) ? 0 : check_dim(L, 2, t->ndim, "flatten");
+    int end = lua_isnoneornil(L, 3) ? (t->ndim > 0 ? t->ndim - 1 : 0) : check_dim(L, 3, t->ndim, "flatten");
+    push_tensor(L, farol_flatten(t, start, end));
+    return 1;
+}
+
+static int m_squeeze(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    push_tensor(L, farol_squeeze(t, opt_dim(L, 2, t->ndim, "squeeze")));
+    return 1;
+}
+
+static int m_unsqueeze(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    push_tensor(L, farol_unsqueeze(t, check_dim(L, 2, t->ndim + 1, "unsqueeze")));
+    return 1;
+}
+
+static int m_transpose(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int a = check_dim(L, 2, t->ndim, "transpose"), b = check_dim(L, 3, t->ndim, "transpose");
+    push_tensor(L, farol_transpose(t, a, b));
+    return 1;
+}
+
+static int m_t(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (t->ndim > 2) {
+        char sh[96];
+        return farol_error(L, "farol: t: expects a tensor of at most 2 dims, got shape %s",
+                          farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
+    }
+    push_tensor(L, t->ndim < 2 ? farol_retain(t) : farol_transpose(t, 0, 1));
+    return 1;
+}
+
+static int m_permute(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int64_t raw[FAROL_MAX_DIMS];
+    int dims[FAROL_MAX_DIMS];
+    int n = check_sizes(L, 2, raw, "permute", false);
+    if (n != t->ndim) {
+        char sh[96];
+        return farol_error(L, "farol: permute: %d dims given for a tensor of shape %s", n,
+                          farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
+    }
+    for (int i = 0; i < n; i++) {
+        if (raw[i] < 1 || raw[i] > n)
+            return farol_error(L, "farol: permute: dim %lld is out of range for a %d-d tensor",
+                              (lua_Integer)raw[i], n);
+        dims[i] = (int)raw[i] - 1;
+    }
+    push_tensor(L, farol_permute(t, n, dims));
+    return 1;
+}
+
+static int m_select(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (t->ndim == 0) return farol_error(L, "farol: select: a 0-d tensor has no dim to select from");
+    int d = check_dim(L, 2, t->ndim, "select");
+    push_tensor(L, farol_select(t, d, check_index(L, 3, t->shape[d], "select")));
+    return 1;
+}
+
+static int m_narrow(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    if (t->ndim == 0) return farol_error(L, "farol: narrow: a 0-d tensor has no dim to narrow");
+    int d = check_dim(L, 2, t->ndim, "narrow");
+    int64_t start = check_index(L, 3, t->shape[d], "narrow");
+    lua_Integer len = luaL_checkinteger(L, 4);
+    if (len < 0 || start + len > t->shape[d])
+        return farol_error(L, "farol: narrow: start %lld with length %lld does not fit in dim %d of size %lld",
+                          (lua_Integer)start + 1, len, d + 1, (lua_Integer)t->shape[d]);
+    push_tensor(L, farol_narrow(t, d, start, len));
+    return 1;
+}
+
+static int m_index_select(lua_State *L) {
+    farol_tensor *t = check_tensor(L, 1);
+    int d = check_dim(L, 2, t->ndim, "index_select");
+    farol_tensor *idx = check_index_tensor(L, 3, "index_select");
+    farol_tensor *out = farol_index_select(t, d, idx);
+    farol_release(idx);
+    push_tensor(L, out);
+    return 1;
+}
+
+static const luaL_Reg metameth[] = {
+    {"__gc", box_gc}, {"__close", box_gc}, {"__tostring", m_tostring}, {"__len", m_len},
+    {"__newindex", m_newindex}, {NULL, NULL},
+};
+
+static const luaL_Reg meth[] = {
+    {"size", m_size}, {"dim", m_dim}, {"numel", m_numel}, {"dtype", m_dtype},
+    {"is_contiguous", m_is_contiguous}, {"item", m_item}, {"totable", m_totable},
+    {"get", m_get}, {"set", m_set}, {"copy_", m_copy_}, {"fill_", m_fill_}, {"zero_", m_zero_},
+    {"clone", m_clone}, {"detach", m_detach}, {"contiguous", m_contiguous}, {"to", m_to},
+    {"view", m_view}, {"reshape", m_reshape}, {"expand", m_expand}, {"flatten", m_flatten},
+    {"squeeze", m_squeeze}, {"unsqueeze", m_unsqueeze}, {"transpose", m_transpose}, {"t", m_t},
+    {"permute", m_permute}, {"select", m_select}, {"narrow", m_narrow},
+    {"index_select", m_index_select}, {"free", m_free}, {NULL, NULL},
+};
+
+static const luaL_Reg funcs[] = {
+    {"tensor", l_tensor}, {"zeros", l_zeros}, {"ones", l_ones}, {"full", l_full},
+    {"empty", l_empty}, {"rand", l_rand}, {"randn", l_randn}, {"manual_seed", l_manual_seed},
+    {"arange", l_arange}, {"linspace", l_linspace}, {"eye", l_eye}, {"memory", l_memory}, {"is_tensor", l_is_tensor},
+    {NULL, NULL},
+};
+
+/* expects the farol table at -2 and the methods table at -1 */
+void register_funcs(lua_State *L, const luaL_Reg *fns, bool as_methods) {
+    for (; fns->name; fns++) {
+        lua_pushcfunction(L, fns->func);
+        if (as_methods) {
+            lua_pushvalue(L, -1);
+            lua_setfield(L, -3, fns->name);
+        }
+        lua_setfield(L, -3, fns->name);
+    }
+}
+
+/* Leaves the farol table at -2 and the methods table at -1, as the other
+ * parts expect when they register. */
+void farol_lua_tensor(lua_State *L) {
+    gc_state *s = lua_newuserdatauv(L, sizeof *s, 0);
+    s->threshold = GC_FLOOR;
+    s->collections = 0;
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
+
+    luaL_newmetatable(L, FAROL_TENSOR_MT);  /* farol mt */
+    luaL_setfuncs(L, metameth, 0);
+    lua_newtable(L);                        /* farol mt methods */
+    for (const luaL_Reg *m = meth; m->name; m++) {
+        lua_pushcfunction(L, m->func);
+        lua_setfield(L, -2, m->name);
+    }
+    lua_pushvalue(L, -1);
+    lua_pushcclosure(L, m_index, 1);
+    lua_setfield(L, -3, "__index");
+    lua_remove(L, -2);                      /* farol methods */
+    lua_pushvalue(L, -2);
+    luaL_setfuncs(L, funcs, 0);
+    lua_pop(L, 1);
+}

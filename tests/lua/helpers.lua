@@ -1,0 +1,60 @@
+-- Shared by the specs: where the fixtures are, and closeness checks.
+local farol = require("farol")
+
+local H = {}
+
+-- tests/fixtures, found from this file's location so specs run from anywhere
+local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "."
+H.fixtures = here .. "/../fixtures"
+
+function H.load(rel)
+  return farol.load(H.fixtures .. "/" .. rel)
+end
+
+-- elementwise |got - exp| <= atol + rtol * |exp|, and equal shapes
+function H.close(got, exp, rtol, atol, what)
+  what = what or "tensor"
+  assert(farol.is_tensor(got), what .. ": expected a tensor, got " .. type(got))
+  local gs, es = table.concat(got:size(), "x"), table.concat(exp:size(), "x")
+  assert(gs == es, string.format("%s: shape %s, expected %s", what, gs, es))
+  local g = got:to("float64"):reshape(-1)
+  local e = exp:to("float64"):reshape(-1)
+  local n = g:numel()
+  for i = 1, n do
+    local a, b = g[i], e[i]
+    if not (a == b or math.abs(a - b) <= atol + rtol * math.abs(b)) then
+      error(string.format("%s: element %d is %.10g, expected %.10g (rtol %g, atol %g)",
+                          what, i, a, b, rtol, atol), 2)
+    end
+  end
+  return true
+end
+
+-- evaluates a *_lua fixture expression with tensor:NAME standing for t[NAME]
+function H.eval_lua(expr, t)
+  local code = expr:gsub("tensor:([%w_%.]+)", function(name)
+    assert(t[name], "fixture has no tensor " .. name)
+    return string.format("T[%q]", name)
+  end)
+  local f = assert(load("return " .. code, "=fixture", "t", {T = t, farol = farol}))
+  return f()
+end
+
+-- asserts that fn(...) raises an error whose message contains every pattern
+-- (plain text)
+function H.fails(fn, ...)
+  local patterns = {...}
+  return function(...)
+    local ok, err = pcall(fn, ...)
+    assert(not ok, "expected an error, the call succeeded")
+    err = tostring(err)
+    for _, p in ipairs(patterns) do
+      if not err:find(p, 1, true) then
+        error(string.format("error message %q does not contain %q", err, p), 2)
+      end
+    end
+    return err
+  end
+end
+
+return H
