@@ -61,6 +61,8 @@ static inline void *farol_data(const farol_tensor *t) {
 farol_tensor *farol_retain(farol_tensor *t);
 void farol_release(farol_tensor *t);          /* NULL is fine */
 size_t farol_live_bytes(void);                /* storage bytes alive, this process */
+/* frees the cache of large buffers kept for reuse (it holds at most 1 GiB) */
+void farol_release_cached_memory(void);
 
 /* creation (shape: ndim sizes; ndim 0 is a scalar) */
 farol_tensor *farol_empty(int ndim, const int64_t *shape, farol_dtype dt);

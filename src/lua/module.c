@@ -53,7 +53,7 @@ int farol_lua_open(lua_State *L) {
     lua_pop(L, 1);
     add_lua_path(L);
     lua_getglobal(L, "require");
-    lua_pushliteral(L, "farol.init");
+    lua_pushliteral(L, "farol.prelude");
     lua_call(L, 1, 0);
     return 1;
 }

@@ -5,6 +5,7 @@
  * that live storage bytes can be reported. */
 #include "internal.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -51,14 +52,83 @@ static atomic_size_t live_bytes;
 
 size_t farol_live_bytes(void) { return atomic_load(&live_bytes); }
 
+/* A cache of freed large buffers.  An attribution loop allocates the same
+ * activation sizes on every call; handing them back without returning them
+ * to the kernel saves the page faults of touching fresh memory (measured at
+ * several times the cost of the copy itself for big activations).  Bounded
+ * in count and bytes; disabled in sanitizer builds so that use-after-free is
+ * still caught. */
+#define CACHE_MIN_BYTES ((size_t)1 << 20)
+#define CACHE_SLOTS 64
+#define CACHE_MAX_BYTES ((size_t)1 << 30)
+
+#if defined(FAROL_NO_BUFFER_CACHE) || defined(__SANITIZE_ADDRESS__)
+#define USE_CACHE 0
+#else
+#define USE_CACHE 1
+#endif
+
+static struct {
+    pthread_mutex_t lock;
+    char *block[CACHE_SLOTS];
+    size_t total;
+    int n;
+} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+
+static size_t block_size(const char *raw) { return *(const size_t *)raw; }
+
+static char *cache_take(size_t n) {
+    char *found = NULL;
+    pthread_mutex_lock(&cache.lock);
+    for (int i = 0; i < cache.n; i++)
+        if (block_size(cache.block[i]) == n) {
+            found = cache.block[i];
+            cache.block[i] = cache.block[--cache.n];
+            cache.total -= n;
+            break;
+        }
+    pthread_mutex_unlock(&cache.lock);
+    return found;
+}
+
+/* keeps raw, evicting the oldest blocks when over budget; false if refused */
+static bool cache_put(char *raw) {
+    size_t n = block_size(raw);
+    if (n > CACHE_MAX_BYTES / 4) return false;
+    char *evicted[CACHE_SLOTS];
+    int n_evicted = 0;
+    pthread_mutex_lock(&cache.lock);
+    while (cache.n > 0 && (cache.n == CACHE_SLOTS || cache.total + n > CACHE_MAX_BYTES)) {
+        evicted[n_evicted++] = cache.block[0];
+        cache.total -= block_size(cache.block[0]);
+        memmove(cache.block, cache.block + 1, (size_t)(cache.n - 1) * sizeof *cache.block);
+        cache.n--;
+    }
+    cache.block[cache.n++] = raw;
+    cache.total += n;
+    pthread_mutex_unlock(&cache.lock);
+    for (int i = 0; i < n_evicted; i++) free(evicted[i]);
+    return true;
+}
+
+void farol_release_cached_memory(void) {
+    pthread_mutex_lock(&cache.lock);
+    while (cache.n > 0) free(cache.block[--cache.n]);
+    cache.total = 0;
+    pthread_mutex_unlock(&cache.lock);
+}
+
 /* 64-byte aligned, with the size kept in front so live bytes can be counted */
 void *farol_aligned_alloc(size_t n) {
     if (should_fail()) return NULL;
     if (n > ((size_t)1 << 46)) return NULL;  /* 64 TiB: refuse before rounding overflows */
-    size_t total = (n + 64 + 63) & ~(size_t)63;
-    char *raw = aligned_alloc(64, total);
-    if (!raw) return NULL;
-    *(size_t *)raw = n;
+    char *raw = USE_CACHE && n >= CACHE_MIN_BYTES ? cache_take(n) : NULL;
+    if (!raw) {
+        size_t total = (n + 64 + 63) & ~(size_t)63;
+        raw = aligned_alloc(64, total);
+        if (!raw) return NULL;
+        *(size_t *)raw = n;
+    }
     atomic_fetch_add(&live_bytes, n);
     return raw + 64;
 }
@@ -66,6 +136,8 @@ void *farol_aligned_alloc(size_t n) {
 void farol_aligned_free(void *p) {
     if (!p) return;
     char *raw = (char *)p - 64;
-    atomic_fetch_sub(&live_bytes, *(size_t *)raw);
+    size_t n = block_size(raw);
+    atomic_fetch_sub(&live_bytes, n);
+    if (USE_CACHE && n >= CACHE_MIN_BYTES && cache_put(raw)) return;
     free(raw);
 }

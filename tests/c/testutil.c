@@ -76,7 +76,7 @@ void tu_gradcheck(const char *what, tu_fn f, void *ctx, int n, farol_tensor **xs
 }
 
 farol_tensor_dict tu_fixture(const char *rel) {
-    char path[512];
+    char path[1024];
     snprintf(path, sizeof path, "%s/%s", FAROL_FIXTURES, rel);
     farol_tensor_dict d = {0};
     if (farol_load_safetensors(path, &d) < 0) fail_msg("fixture %s: %s", rel, farol_last_error());
@@ -85,7 +85,8 @@ farol_tensor_dict tu_fixture(const char *rel) {
 
 farol_tensor *tu_fx(const farol_tensor_dict *d, const char *variant, const char *name) {
     char key[128];
-    snprintf(key, sizeof key, "%s.%s", variant, name);
+    if (snprintf(key, sizeof key, "%s.%s", variant, name) >= (int)sizeof key)
+        fail_msg("fixture name %s.%s too long", variant, name);
     farol_tensor *t = farol_dict_get(d, key);
     if (!t) fail_msg("fixture tensor %s missing", key);
     return t;

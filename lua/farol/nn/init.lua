@@ -344,4 +344,8 @@ for _, name in ipairs({"linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
   nn.functional[name] = farol[name]
 end
 
+-- the larger layers live beside this file; each part adds its classes to nn
+require("farol.nn.layers")(nn)
+require("farol.nn.transformer")(nn)
+
 return nn

@@ -1,0 +1,300 @@
+/* .npy: the magic "\x93NUMPY", a major and a minor version byte, the header
+ * length (2 bytes little-endian in v1, 4 in v2 and v3), then a Python dict
+ * literal padded with spaces and ending in '\n',
+ *   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+ * then the raw array.  farol reads '<f4', '<f8' and '<i8' (little-endian, as
+ * the host must be) and turns Fortran order into a C-order tensor.
+ *
+ * The file is hostile: the dict is parsed by a bounded cursor that accepts
+ * only the three keys and never reads past the header, and the data length
+ * is checked against the shape (with overflow checks) before allocating. */
+#define _POSIX_C_SOURCE 200809L
+
+#include "internal.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/stat.h>
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "farol's file formats are little-endian and so must the host be"
+#endif
+
+static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
+
+static const struct {
+    const char *descr;
+    farol_dtype dtype;
+} npy_dtypes[] = {{"<f4", FAROL_F32}, {"<f8", FAROL_F64}, {"<i8", FAROL_I64}};
+
+/* the parsed header */
+typedef struct {
+    char descr[24];
+    farol_dtype dtype;
+    bool fortran;
+    int ndim;
+    int64_t shape[FAROL_MAX_DIMS];
+} npy_header;
+
+/* a cursor over the header dict; src names the file in messages */
+typedef struct {
+    const char *src;
+    const char *start, *p, *end;
+} npy_cur;
+
+__attribute__((format(printf, 2, 3)))
+static int npy_error(const char *src, const char *fmt, ...)
+{
+    char what[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    farol_set_error("farol: load: %s: %s", src, what);
+    return -1;
+}
+
+static int dict_error(const npy_cur *c, const char *what)
+{
+    return npy_error(c->src, "bad header dict: %s at byte %td", what, c->p - c->start);
+}
+
+static void skip_ws(npy_cur *c)
+{
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
+        c->p++;
+}
+
+/* consumes ch (after blanks) if it is next */
+static bool eat(npy_cur *c, char ch)
+{
+    skip_ws(c);
+    if (c->p < c->end && *c->p == ch) {
+        c->p++;
+        return true;
+    }
+    return false;
+}
+
+/* a quoted string without escapes into dst (cap bytes with the NUL) */
+static int parse_str(npy_cur *c, char *dst, size_t cap)
+{
+    skip_ws(c);
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return dict_error(c, "expected a string");
+    char q = *c->p++;
+    const char *s = c->p;
+    while (c->p < c->end && *c->p != q) {
+        if (*c->p == '\\') return dict_error(c, "escapes are not supported");
+        c->p++;
+    }
+    if (c->p >= c->end) return dict_error(c, "unterminated string");
+    size_t n = (size_t)(c->p - s);
+    if (n >= cap) return dict_error(c, "string too long");
+    memcpy(dst, s, n);
+    dst[n] = '\0';
+    c->p++;
+    return 0;
+}
+
+static int parse_bool(npy_cur *c, bool *out)
+{
+    skip_ws(c);
+    size_t left = (size_t)(c->end - c->p);
+    if (left >= 4 && memcmp(c->p, "True", 4) == 0) {
+        c->p += 4;
+        *out = true;
+    } else if (left >= 5 && memcmp(c->p, "False", 5) == 0) {
+        c->p += 5;
+        *out = false;
+    } else {
+        return dict_error(c, "expected True or False");
+    }
+    return 0;
+}
+
+/* a tuple of non-negative ints: "()", "(3,)", "(2, 3)"; "3L" from Python 2 */
+static int parse_shape(npy_cur *c, npy_header *h)
+{
+    if (!eat(c, '(')) return dict_error(c, "expected a shape tuple");
+    h->ndim = 0;
+    if (eat(c, ')')) return 0;
+    for (;;) {
+        skip_ws(c);
+        if (c->p >= c->end || *c->p < '0' || *c->p > '9')
+            return dict_error(c, "expected a non-negative integer in the shape");
+        if (h->ndim == FAROL_MAX_DIMS)
+            return npy_error(c->src, "shape has more than %d dims", FAROL_MAX_DIMS);
+        int64_t v = 0;
+        while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
+            if (v > (INT64_MAX - (*c->p - '0')) / 10)
+                return dict_error(c, "shape dim too large");
+            v = v * 10 + (*c->p++ - '0');
+        }
+        if (c->p < c->end && *c->p == 'L') c->p++;
+        h->shape[h->ndim++] = v;
+        if (eat(c, ')')) return 0;
+        if (!eat(c, ',')) return dict_error(c, "expected ',' or ')' in the shape");
+        if (eat(c, ')')) return 0;
+    }
+}
+
+/* {'descr': ..., 'fortran_order': ..., 'shape': ...}, each key once */
+static int parse_dict(npy_cur *c, npy_header *h)
+{
+    enum { DESCR = 1, FORTRAN = 2, SHAPE = 4 };
+    int seen = 0;
+    if (!eat(c, '{')) return dict_error(c, "expected '{'");
+    while (!eat(c, '}')) {
+        char key[24];
+        if (parse_str(c, key, sizeof key) < 0) return -1;
+        if (!eat(c, ':')) return dict_error(c, "expected ':'");
+        int bit = strcmp(key, "descr") == 0 ? DESCR : strcmp(key, "fortran_order") == 0 ? FORTRAN
+                : strcmp(key, "shape") == 0 ? SHAPE : 0;
+        if (bit == 0) return npy_error(c->src, "unexpected key '%s' in the header", key);
+        if (seen & bit) return npy_error(c->src, "duplicate key '%s' in the header", key);
+        seen |= bit;
+        int rc = bit == DESCR ? parse_str(c, h->descr, sizeof h->descr)
+               : bit == FORTRAN ? parse_bool(c, &h->fortran) : parse_shape(c, h);
+        if (rc < 0) return -1;
+        if (!eat(c, ',')) {
+            if (!eat(c, '}')) return dict_error(c, "expected ',' or '}'");
+            break;
+        }
+    }
+    skip_ws(c);
+    if (c->p != c->end) return dict_error(c, "characters after the dict");
+    const char *missing = !(seen & DESCR) ? "descr" : !(seen & FORTRAN) ? "fortran_order"
+                        : !(seen & SHAPE) ? "shape" : NULL;
+    if (missing) return npy_error(c->src, "header lacks '%s'", missing);
+    size_t k = 0, nd = sizeof npy_dtypes / sizeof npy_dtypes[0];
+    while (k < nd && strcmp(h->descr, npy_dtypes[k].descr) != 0) k++;
+    if (k == nd)
+        return npy_error(c->src, "unsupported descr '%s' (farol reads '<f4', '<f8', '<i8')",
+                         h->descr);
+    h->dtype = npy_dtypes[k].dtype;
+    return 0;
+}
+
+/* a nested error without its "farol: " */
+static const char *strip_prefix(const char *msg)
+{
+    return strncmp(msg, "farol: ", 7) == 0 ? msg + 7 : msg;
+}
+
+/* a tensor of that shape holding a copy of the (maybe unaligned) bytes */
+static farol_tensor *from_bytes(int ndim, const int64_t *shape, farol_dtype dt,
+                                const unsigned char *data, size_t nbytes)
+{
+    farol_tensor *t = farol_empty(ndim, shape, dt);
+    if (t && nbytes) memcpy(farol_data(t), data, nbytes);
+    return t;
+}
+
+/* Fortran-order data of shape s: read it as the reversed shape in C order,
+ * view that transposed back to s, and copy to C order. */
+static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data, size_t nbytes)
+{
+    int n = h->ndim;
+    int64_t rev[FAROL_MAX_DIMS], strides[FAROL_MAX_DIMS], step = 1;
+    for (int i = 0; i < n; i++) {
+        rev[i] = h->shape[n - 1 - i];
+        strides[i] = step;     /* dim i of s moves by the product of dims before it */
+        step *= h->shape[i];
+    }
+    farol_tensor *raw = from_bytes(n, rev, h->dtype, data, nbytes);
+    if (!raw) return NULL;
+    farol_tensor *view = farol_make_view(raw, n, h->shape, strides, 0);
+    farol_tensor *out = view ? farol_contig_raw(view) : NULL;
+    farol_release(view);
+    farol_release(raw);
+    return out;
+}
+
+static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src)
+{
+    if (len < 10) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
+    if (memcmp(buf, npy_magic, sizeof npy_magic) != 0)
+        return npy_error(src, "not a .npy file (bad magic)"), NULL;
+    int major = buf[6], minor = buf[7];
+    size_t hlen, start;
+    if (major == 1) {
+        hlen = (size_t)buf[8] | (size_t)buf[9] << 8;
+        start = 10;
+    } else if (major == 2 || major == 3) {
+        if (len < 12) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
+        hlen = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
+        start = 12;
+    } else {
+        return npy_error(src, "unsupported .npy version %d.%d", major, minor), NULL;
+    }
+    if (hlen > len - start)
+        return npy_error(src, "header length %zu larger than the file (%zu bytes follow it)",
+                         hlen, len - start), NULL;
+
+    npy_header h = {0};
+    npy_cur c = {src, (const char *)buf + start, (const char *)buf + start,
+                 (const char *)buf + start + hlen};
+    if (parse_dict(&c, &h) < 0) return NULL;
+
+    /* span reads zero dims as ones, as strides do: it must fit too */
+    int64_t span = 1, nbytes;
+    bool empty = false;
+    for (int i = 0; i < h.ndim; i++) {
+        empty |= h.shape[i] == 0;
+        if (__builtin_mul_overflow(span, h.shape[i] ? h.shape[i] : 1, &span))
+            return npy_error(src, "shape overflows the element count"), NULL;
+    }
+    int64_t numel = empty ? 0 : span;
+    if (__builtin_mul_overflow(numel, (int64_t)farol_dtype_size(h.dtype), &nbytes))
+        return npy_error(src, "shape overflows the byte count"), NULL;
+    size_t have = len - start - hlen;
+    if ((uint64_t)nbytes > have) {
+        char sh[128];
+        return npy_error(src, "data is %zu bytes but %s %s needs %lld", have, h.descr,
+                         farol_shape_str(h.ndim, h.shape, sh, sizeof sh), (long long)nbytes), NULL;
+    }
+
+    const unsigned char *data = buf + start + hlen;
+    farol_tensor *t = h.fortran && h.ndim > 1 ? from_fortran(&h, data, (size_t)nbytes)
+                                              : from_bytes(h.ndim, h.shape, h.dtype, data, (size_t)nbytes);
+    if (!t) {
+        char why[256];
+        snprintf(why, sizeof why, "%s", strip_prefix(farol_last_error()));
+        npy_error(src, "%s", why);
+    }
+    return t;
+}
+
+farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len)
+{
+    if (!buf && len) return npy_error("buffer", "NULL data of %zu bytes", len), NULL;
+    return npy_read(buf, len, "buffer");
+}
+
+/* .npy files hold one array: read it whole, then parse. */
+farol_tensor *farol_load_npy(const char *path)
+{
+    if (!path) return npy_error("(null)", "no path"), NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return npy_error(path, "cannot open (%s)", strerror(errno)), NULL;
+    struct stat st;
+    unsigned char *buf = NULL;
+    size_t size = 0;
+    farol_tensor *t = NULL;
+    if (fstat(fileno(f), &st) != 0) {
+        npy_error(path, "cannot stat (%s)", strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        npy_error(path, "not a regular file");
+    } else if ((uint64_t)st.st_size > SIZE_MAX - 1 ||
+               !(buf = farol_malloc((size = (size_t)st.st_size) + 1))) {
+        npy_error(path, "out of memory for %lld bytes", (long long)st.st_size);
+    } else if (fread(buf, 1, size, f) != size) {
+        npy_error(path, "cannot read %zu bytes (%s)", size, ferror(f) ? strerror(errno) : "file shrank");
+    } else {
+        t = npy_read(buf, size, path);
+    }
+    farol_free(buf);
+    fclose(f);
+    return t;
+}

@@ -1,0 +1,351 @@
+/* Pointwise functions: farol_unary (abs exp log sqrt rsqrt sin cos tanh
+ * sigmoid relu gelu silu softplus sign), leaky_relu, elu, clamp, and their
+ * backwards, with PyTorch's values at the kinks (see tests/fixtures/CASES.md).
+ *
+ * Kernels run over contiguous memory (a strided input is copied first), one
+ * loop per op so each vectorises, in parallel above FAROL_PAR_MIN (sooner
+ * for transcendental functions).  They are written once as macros over the
+ * element type T; <tgmath.h> picks expf for float and exp for double, so the
+ * float32 path never converts through double. */
+#include "internal.h"
+
+#include <tgmath.h>
+
+static const char *const unary_names[FAROL_UNARY_COUNT] = {
+    [FAROL_ABS] = "abs",         [FAROL_EXP] = "exp",         [FAROL_LOG] = "log",
+    [FAROL_SQRT] = "sqrt",       [FAROL_RSQRT] = "rsqrt",     [FAROL_SIN] = "sin",
+    [FAROL_COS] = "cos",         [FAROL_TANH] = "tanh",       [FAROL_SIGMOID] = "sigmoid",
+    [FAROL_RELU] = "relu",       [FAROL_GELU] = "gelu",       [FAROL_SILU] = "silu",
+    [FAROL_SOFTPLUS] = "softplus", [FAROL_SIGN] = "sign",
+};
+
+/* backward is cheaper from the output for these; sign saves nothing */
+static const bool saves_output[FAROL_UNARY_COUNT] = {
+    [FAROL_EXP] = true,  [FAROL_SQRT] = true, [FAROL_RSQRT] = true,
+    [FAROL_TANH] = true, [FAROL_SIGMOID] = true, [FAROL_RELU] = true,
+};
+
+const char *farol_unary_name(farol_unary_op op)
+{
+    return (unsigned)op < FAROL_UNARY_COUNT ? unary_names[op] : "unknown";
+}
+
+/* Loops over i in [0, n) in chunks: threads take chunks, each chunk a
+ * vectorised loop.  CHEAP is for a few flops per element, COSTLY for a libm
+ * call; both expect `n`, `cheap` and `costly` in scope. */
+#define CHUNK 4096
+#define CHUNKED(stmt)                                                                 \
+    for (int64_t c = 0; c < n; c += CHUNK) {                                          \
+        const int64_t end = n - c < CHUNK ? n : c + CHUNK;                            \
+        _Pragma("omp simd")                                                           \
+        for (int64_t i = c; i < end; i++) { stmt; }                                   \
+    }
+#define CHEAP(stmt)                                                                   \
+    do {                                                                              \
+        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
+        CHUNKED(stmt)                                                                 \
+    } while (0)
+#define COSTLY(stmt)                                                                  \
+    do {                                                                              \
+        _Pragma("omp parallel for if (costly) schedule(static)")                      \
+        CHUNKED(stmt)                                                                 \
+    } while (0)
+#define PAR_FLAGS                                                                     \
+    const bool cheap = n > FAROL_PAR_MIN, costly = n > FAROL_PAR_MIN / 16;            \
+    (void)cheap, (void)costly
+
+/* GELU's constants: 1/sqrt(2) and 1/sqrt(2 pi) */
+#define GELU_ALPHA 0.70710678118654752440
+#define GELU_BETA 0.39894228040143267794
+
+/* kinds of the parameterised functions */
+enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
+
+/* x: (n) -> o: (n); and the backwards gi = g * f'(saved), saved being the
+ * input or, for saves_output ops, the output (here `x` or `y`). */
+#define POINTWISE_KERNELS(T, SFX)                                                     \
+    static void unary_fwd_##SFX(int op, T *restrict o, const T *restrict x, int64_t n)  \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        switch (op) {                                                                 \
+        case FAROL_ABS: CHEAP(o[i] = fabs(x[i])); break;                              \
+        case FAROL_EXP: COSTLY(o[i] = exp(x[i])); break;                              \
+        case FAROL_LOG: COSTLY(o[i] = log(x[i])); break;                              \
+        case FAROL_SQRT: CHEAP(o[i] = sqrt(x[i])); break;                             \
+        case FAROL_RSQRT: CHEAP(o[i] = 1 / sqrt(x[i])); break;                        \
+        case FAROL_SIN: COSTLY(o[i] = sin(x[i])); break;                              \
+        case FAROL_COS: COSTLY(o[i] = cos(x[i])); break;                              \
+        case FAROL_TANH: COSTLY(o[i] = tanh(x[i])); break;                            \
+        case FAROL_SIGMOID: /* exp of -|x| only: no overflow for large |x| */        \
+            COSTLY(T e = exp(-fabs(x[i])); o[i] = x[i] >= 0 ? 1 / (1 + e) : e / (1 + e)); \
+            break;                                                                    \
+        case FAROL_RELU: /* NaN passes through, as PyTorch */                        \
+            CHEAP(o[i] = x[i] < 0 ? 0 : x[i]);                                        \
+            break;                                                                    \
+        case FAROL_GELU:                                                              \
+            COSTLY(o[i] = x[i] * (T)0.5 * (1 + erf(x[i] * (T)GELU_ALPHA)));           \
+            break;                                                                    \
+        case FAROL_SILU: COSTLY(o[i] = x[i] / (1 + exp(-x[i]))); break;               \
+        case FAROL_SOFTPLUS: /* beta 1, threshold 20 */                              \
+            COSTLY(o[i] = x[i] > 20 ? x[i] : log1p(exp(x[i])));                       \
+            break;                                                                    \
+        case FAROL_SIGN: CHEAP(o[i] = (T)((0 < x[i]) - (x[i] < 0))); break;           \
+        }                                                                             \
+    }                                                                                 \
+                                                                                      \
+    static void unary_bwd_##SFX(int op, T *restrict gi, const T *restrict g,          \
+                                const T *restrict s, int64_t n)                       \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        switch (op) {                                                                 \
+        case FAROL_ABS: /* sign(0) = 0 */                                            \
+            CHEAP(gi[i] = g[i] * (T)((0 < s[i]) - (s[i] < 0)));                       \
+            break;                                                                    \
+        case FAROL_EXP: CHEAP(gi[i] = g[i] * s[i]); break;                            \
+        case FAROL_LOG: CHEAP(gi[i] = g[i] / s[i]); break;                            \
+        case FAROL_SQRT: CHEAP(gi[i] = g[i] / (2 * s[i])); break;                     \
+        case FAROL_RSQRT: CHEAP(gi[i] = (T)-0.5 * g[i] * (s[i] * s[i] * s[i])); break; \
+        case FAROL_SIN: COSTLY(gi[i] = g[i] * cos(s[i])); break;                      \
+        case FAROL_COS: COSTLY(gi[i] = g[i] * -sin(s[i])); break;                     \
+        case FAROL_TANH: CHEAP(gi[i] = g[i] * (1 - s[i] * s[i])); break;              \
+        case FAROL_SIGMOID: CHEAP(gi[i] = g[i] * (1 - s[i]) * s[i]); break;           \
+        case FAROL_RELU: /* relu'(0) = 0 */                                          \
+            CHEAP(gi[i] = s[i] <= 0 ? 0 : g[i]);                                      \
+            break;                                                                    \
+        case FAROL_GELU:                                                              \
+            COSTLY(T x = s[i]; T cdf = (T)0.5 * (1 + erf(x * (T)GELU_ALPHA));         \
+                   T pdf = (T)GELU_BETA * exp(x * x * (T)-0.5);                       \
+                   gi[i] = g[i] * (cdf + x * pdf));                                   \
+            break;                                                                    \
+        case FAROL_SILU:                                                              \
+            COSTLY(T x = s[i]; T sg = 1 / (1 + exp(-x));                              \
+                   gi[i] = g[i] * sg * (1 + x * (1 - sg)));                           \
+            break;                                                                    \
+        case FAROL_SOFTPLUS: /* exactly g above the threshold */                     \
+            COSTLY(T z = exp(s[i]); gi[i] = s[i] > 20 ? g[i] : g[i] * z / (z + 1));   \
+            break;                                                                    \
+        case FAROL_SIGN: CHEAP(gi[i] = 0); break;                                     \
+        }                                                                             \
+    }                                                                                 \
+                                                                                      \
+    static void param_fwd_##SFX(int kind, const double *prm, T *restrict o,           \
+                                const T *restrict x, int64_t n)                       \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        const T a = (T)prm[0], b = (T)prm[1];                                         \
+        switch (kind) {                                                               \
+        case PW_LEAKY_RELU: CHEAP(o[i] = x[i] > 0 ? x[i] : x[i] * a); break;          \
+        case PW_ELU: COSTLY(o[i] = x[i] <= 0 ? expm1(x[i]) * a : x[i]); break;        \
+        case PW_CLAMP: /* min(max(x, lo), hi), NaN passes through */                 \
+            CHEAP(T v = x[i] < a ? a : x[i]; o[i] = v > b ? b : v);                   \
+            break;                                                                    \
+        }                                                                             \
+    }                                                                                 \
+                                                                                      \
+    static void param_bwd_##SFX(int kind, const double *prm, T *restrict gi,          \
+                                const T *restrict g, const T *restrict x, int64_t n)  \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        const T a = (T)prm[0], b = (T)prm[1];                                         \
+        switch (kind) {                                                               \
+        case PW_LEAKY_RELU: /* the negative slope at exactly 0 */                    \
+            CHEAP(gi[i] = x[i] > 0 ? g[i] : g[i] * a);                                \
+            break;                                                                    \
+        case PW_ELU: COSTLY(gi[i] = x[i] <= 0 ? g[i] * a * exp(x[i]) : g[i]); break;  \
+        case PW_CLAMP: /* inclusive bounds pass the gradient */                      \
+            CHEAP(gi[i] = x[i] >= a && x[i] <= b ? g[i] : 0);                         \
+            break;                                                                    \
+        }                                                                             \
+    }
+
+POINTWISE_KERNELS(float, f32)
+POINTWISE_KERNELS(double, f64)
+
+/* ---- shared plumbing ---- */
+
+/* t contiguous in dtype dt (t itself, retained, when it already is) */
+static farol_tensor *contig_as(farol_tensor *t, farol_dtype dt)
+{
+    return t->dtype == dt ? farol_contig_raw(t) : farol_cast_raw(t, dt);
+}
+
+static int check_input(const char *fn, farol_tensor *x)
+{
+    if (!x) {
+        farol_set_error("farol: %s: argument x is NULL", fn);
+        return -1;
+    }
+    return farol_check_float(fn, "x", x);
+}
+
+/* the gradient of a pointwise op: gi shaped like input 0, from gout and the
+ * saved tensor s (either may be strided); run(gi, g, s, n) fills it */
+typedef void (*bwd_run)(void *ctx, farol_dtype dt, void *gi, const void *g, const void *s,
+                        int64_t n);
+
+static int pointwise_grad(farol_node *n, farol_tensor *gout, farol_tensor *s, bwd_run run,
+                          void *ctx, farol_tensor **gin)
+{
+    const farol_edge *e = &n->inputs[0];
+    farol_tensor *g = contig_as(gout, e->dtype);
+    farol_tensor *sc = g && s ? contig_as(s, e->dtype) : NULL;
+    farol_tensor *gi = sc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
+    if (gi)
+        run(ctx, e->dtype, farol_data(gi), farol_data(g), farol_data(sc), farol_numel(gi));
+    farol_release(g);
+    farol_release(sc);
+    gin[0] = gi;
+    return gi ? 0 : -1;
+}
+
+/* ---- farol_unary ---- */
+
+farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op)
+{
+    if ((unsigned)op >= FAROL_UNARY_COUNT) {
+        farol_set_error("farol: unary: unknown op %d", (int)op);
+        return NULL;
+    }
+    const char *fn = unary_names[op];
+    if (check_input(fn, x) < 0)
+        return NULL;
+    farol_tensor *xc = farol_contig_raw(x);
+    farol_tensor *out = xc ? farol_empty(x->ndim, x->shape, x->dtype) : NULL;
+    if (!out) {
+        farol_release(xc);
+        return NULL;
+    }
+    int64_t n = farol_numel(out);
+    if (x->dtype == FAROL_F32)
+        unary_fwd_f32(op, farol_data(out), farol_data(xc), n);
+    else
+        unary_fwd_f64(op, farol_data(out), farol_data(xc), n);
+    if (farol_needs_record(1, &x)) {
+        farol_node *node = farol_record(FAROL_OP_UNARY, out, 1, &x);
+        farol_tensor *keep = op == FAROL_SIGN ? NULL : saves_output[op] ? out : xc;
+        if (!node || farol_save(node, keep) < 0) {
+            farol_release(xc);
+            farol_release(out);
+            return NULL;
+        }
+        node->ip[0] = op;
+    }
+    farol_release(xc);
+    return out;
+}
+
+static void unary_bwd_run(void *ctx, farol_dtype dt, void *gi, const void *g, const void *s,
+                          int64_t n)
+{
+    int op = *(const int *)ctx;
+    if (dt == FAROL_F32)
+        unary_bwd_f32(op, gi, g, s, n);
+    else
+        unary_bwd_f64(op, gi, g, s, n);
+}
+
+int farol_unary_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
+{
+    if (!n->inputs[0].need)
+        return 0;
+    int op = (int)n->ip[0];
+    const farol_edge *e = &n->inputs[0];
+    if (op == FAROL_SIGN) {
+        gin[0] = farol_zeros(e->ndim, e->shape, e->dtype);
+        return gin[0] ? 0 : -1;
+    }
+    farol_tensor *s = farol_saved(n, 0);
+    if (!s)
+        return -1;
+    return pointwise_grad(n, gout, s, unary_bwd_run, &op, gin);
+}
+
+/* ---- leaky_relu, elu, clamp ---- */
+
+/* out = f(x; prm) recorded as op, saving the (contiguous) input */
+static farol_tensor *param_forward(const char *fn, farol_op op, int kind, farol_tensor *x,
+                                   double p0, double p1)
+{
+    if (check_input(fn, x) < 0)
+        return NULL;
+    const double prm[2] = {p0, p1};
+    farol_tensor *xc = farol_contig_raw(x);
+    farol_tensor *out = xc ? farol_empty(x->ndim, x->shape, x->dtype) : NULL;
+    if (!out) {
+        farol_release(xc);
+        return NULL;
+    }
+    int64_t n = farol_numel(out);
+    if (x->dtype == FAROL_F32)
+        param_fwd_f32(kind, prm, farol_data(out), farol_data(xc), n);
+    else
+        param_fwd_f64(kind, prm, farol_data(out), farol_data(xc), n);
+    if (farol_needs_record(1, &x)) {
+        farol_node *node = farol_record(op, out, 1, &x);
+        if (!node || farol_save(node, xc) < 0) {
+            farol_release(xc);
+            farol_release(out);
+            return NULL;
+        }
+        node->ip[0] = kind;
+        node->fp[0] = p0;
+        node->fp[1] = p1;
+    }
+    farol_release(xc);
+    return out;
+}
+
+static void param_bwd_run(void *ctx, farol_dtype dt, void *gi, const void *g, const void *s,
+                          int64_t n)
+{
+    const farol_node *node = ctx;
+    int kind = (int)node->ip[0];
+    if (dt == FAROL_F32)
+        param_bwd_f32(kind, node->fp, gi, g, s, n);
+    else
+        param_bwd_f64(kind, node->fp, gi, g, s, n);
+}
+
+static int param_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
+{
+    if (!n->inputs[0].need)
+        return 0;
+    farol_tensor *x = farol_saved(n, 0);
+    if (!x)
+        return -1;
+    return pointwise_grad(n, gout, x, param_bwd_run, n, gin);
+}
+
+farol_tensor *farol_leaky_relu(farol_tensor *x, double slope)
+{
+    return param_forward("leaky_relu", FAROL_OP_LEAKY_RELU, PW_LEAKY_RELU, x, slope, 0);
+}
+
+int farol_leaky_relu_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
+{
+    return param_backward(n, gout, gin);
+}
+
+farol_tensor *farol_elu(farol_tensor *x, double alpha)
+{
+    return param_forward("elu", FAROL_OP_ELU, PW_ELU, x, alpha, 0);
+}
+
+int farol_elu_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
+{
+    return param_backward(n, gout, gin);
+}
+
+farol_tensor *farol_clamp(farol_tensor *x, double lo, double hi)
+{
+    if (isnan(lo) || isnan(hi)) {
+        farol_set_error("farol: clamp: bounds must not be NaN (lo %g, hi %g)", lo, hi);
+        return NULL;
+    }
+    return param_forward("clamp", FAROL_OP_CLAMP, PW_CLAMP, x, lo, hi);
+}
+
+int farol_clamp_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
+{
+    return param_backward(n, gout, gin);
+}

@@ -1,0 +1,361 @@
+/* Pooling over the last two dims of (N, C, H, W) or (C, H, W) inputs, as
+ * PyTorch: max_pool2d (padding counts as -inf, ties go to the first maximum),
+ * avg_pool2d (count_include_pad) and adaptive_avg_pool2d, with backwards.
+ *
+ * Every pooling here is separable in its windows: output row oh reads input
+ * rows [h0[oh], h1[oh]) and the average divides by hn[oh] * wn[ow].  A plan
+ * holds those per-axis tables, so fixed and adaptive windows share kernels.
+ * Planes (N*C of them) are independent and spread over OpenMP threads. */
+#include "internal.h"
+
+#include <math.h>
+#include <stdio.h>
+
+typedef struct {
+    int64_t planes, H, W, OH, OW;
+    int64_t *h0, *h1, *w0, *w1;  /* window of output (oh, ow), clipped to the input */
+    double *hn, *wn;             /* the average of (oh, ow) divides by hn[oh] * wn[ow] */
+} pool_plan;
+
+static void plan_free(pool_plan *p) { farol_free(p->h0); }
+
+static int plan_alloc(pool_plan *p, const char *fn, int ndim, const int64_t *shape, int64_t oh,
+                      int64_t ow) {
+    p->H = shape[ndim - 2];
+    p->W = shape[ndim - 1];
+    p->planes = ndim == 4 ? shape[0] * shape[1] : shape[0];
+    p->OH = oh;
+    p->OW = ow;
+    /* one block: four index tables, then two divisor tables */
+    p->h0 = farol_malloc((size_t)(oh + ow) * (2 * sizeof(int64_t) + sizeof(double)));
+    if (!p->h0) {
+        farol_set_error("farol: %s: out of memory", fn);
+        return -1;
+    }
+    p->h1 = p->h0 + oh;
+    p->w0 = p->h1 + oh;
+    p->w1 = p->w0 + ow;
+    p->hn = (double *)(p->w1 + ow);
+    p->wn = p->hn + oh;
+    return 0;
+}
+
+/* windows of size k every s, padded by pad: PyTorch's count_include_pad
+ * divisor is the window clipped to the padded input, not to the input */
+static void fixed_axis(int64_t n, int64_t n_out, int64_t k, int64_t s, int64_t pad, int64_t *lo,
+                       int64_t *hi, double *cnt) {
+    for (int64_t o = 0; o < n_out; o++) {
+        int64_t a = o * s - pad, b = a + k < n + pad ? a + k : n + pad;
+        cnt[o] = (double)(b - a);
+        lo[o] = a < 0 ? 0 : a;
+        hi[o] = b < n ? b : n;
+    }
+}
+
+/* bin o covers [floor(o*n/n_out), ceil((o+1)*n/n_out)) */
+static void adaptive_axis(int64_t n, int64_t n_out, int64_t *lo, int64_t *hi, double *cnt) {
+    for (int64_t o = 0; o < n_out; o++) {
+        lo[o] = o * n / n_out;
+        hi[o] = ((o + 1) * n + n_out - 1) / n_out;
+        cnt[o] = (double)(hi[o] - lo[o]);
+    }
+}
+
+static int check_input(const char *fn, const farol_tensor *x) {
+    char s[96];
+    if (!x) {
+        farol_set_error("farol: %s: x is required", fn);
+        return -1;
+    }
+    if (farol_check_float(fn, "x", x) < 0) return -1;
+    if (x->ndim != 3 && x->ndim != 4) {
+        farol_set_error("farol: %s: x must be 3-D (C, H, W) or 4-D (N, C, H, W), got shape %s", fn,
+                        farol_shape_str(x->ndim, x->shape, s, sizeof s));
+        return -1;
+    }
+    return 0;
+}
+
+/* checks the options and fills kernel, stride (0 means the kernel) and
+ * padding, and the output size */
+static int fixed_geometry(const char *fn, const farol_tensor *x, const farol_pool_opts *o,
+                          int64_t k[2], int64_t s[2], int64_t p[2], int64_t out[2]) {
+    if (check_input(fn, x) < 0) return -1;
+    if (!o) {
+        farol_set_error("farol: %s: options with the kernel size are required", fn);
+        return -1;
+    }
+    for (int i = 0; i < 2; i++) {
+        k[i] = o->kernel[i];
+        s[i] = o->stride[i] == 0 ? k[i] : o->stride[i];
+        p[i] = o->padding[i];
+        if (k[i] < 1 || s[i] < 1) {
+            farol_set_error("farol: %s: kernel and stride must be >= 1 (stride 0 means the kernel), "
+                            "got kernel %d x %d, stride %d x %d",
+                            fn, o->kernel[0], o->kernel[1], o->stride[0], o->stride[1]);
+            return -1;
+        }
+        if (p[i] < 0 || 2 * p[i] > k[i]) {
+            farol_set_error("farol: %s: padding must be >= 0 and at most half the kernel, got "
+                            "padding %d x %d for kernel %d x %d",
+                            fn, o->padding[0], o->padding[1], o->kernel[0], o->kernel[1]);
+            return -1;
+        }
+        int64_t n = x->shape[x->ndim - 2 + i], e = n + 2 * p[i] - k[i];
+        if (e < 0) {
+            farol_set_error("farol: %s: output size is not positive: input %lld x %lld with padding "
+                            "%d x %d is smaller than the kernel %d x %d",
+                            fn, (long long)x->shape[x->ndim - 2], (long long)x->shape[x->ndim - 1],
+                            o->padding[0], o->padding[1], o->kernel[0], o->kernel[1]);
+            return -1;
+        }
+        out[i] = e / s[i] + 1;
+    }
+    return 0;
+}
+
+static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow) {
+    int64_t shape[4];
+    memcpy(shape, x->shape, sizeof shape);
+    shape[x->ndim - 2] = oh;
+    shape[x->ndim - 1] = ow;
+    return farol_empty(x->ndim, shape, x->dtype);
+}
+
+/* ---- kernels, written once for float and double ---- */
+
+/* x: (P, H, W) -> out: (P, OH, OW) and, when idx is given, the flat index
+ * ih*W + iw of each maximum.  Only a strictly greater value (or a NaN)
+ * replaces the running maximum, so ties keep the first in row-major order. */
+#define DEFINE_MAX_FORWARD(T, NAME)                                                             \
+    static void NAME(const pool_plan *p, T *out, int64_t *idx, const T *x) {                    \
+        int64_t HW = p->H * p->W, OHW = p->OH * p->OW;                                          \
+        int64_t work = p->planes * HW;                                                          \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                            \
+            const T *xp = x + pl * HW;                                                          \
+            for (int64_t oh = 0; oh < p->OH; oh++)                                              \
+                for (int64_t ow = 0; ow < p->OW; ow++) {                                        \
+                    T best = -INFINITY;                                                         \
+                    int64_t bi = p->h0[oh] * p->W + p->w0[ow];                                  \
+                    for (int64_t ih = p->h0[oh]; ih < p->h1[oh]; ih++)                          \
+                        for (int64_t iw = p->w0[ow]; iw < p->w1[ow]; iw++) {                    \
+                            T v = xp[ih * p->W + iw];                                           \
+                            if (v > best || isnan(v)) best = v, bi = ih * p->W + iw;            \
+                        }                                                                       \
+                    int64_t q = pl * OHW + oh * p->OW + ow;                                     \
+                    out[q] = best;                                                              \
+                    if (idx) idx[q] = bi;                                                       \
+                }                                                                               \
+        }                                                                                       \
+    }
+
+/* gout: (P, OH, OW), idx -> gx: (P, H, W); overlapping windows add */
+#define DEFINE_MAX_BACKWARD(T, NAME)                                                            \
+    static void NAME(const pool_plan *p, T *gx, const T *gout, const int64_t *idx) {            \
+        int64_t HW = p->H * p->W, OHW = p->OH * p->OW;                                          \
+        int64_t work = p->planes * HW;                                                          \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                            \
+            T *gp = gx + pl * HW;                                                               \
+            memset(gp, 0, (size_t)HW * sizeof *gp);                                             \
+            for (int64_t q = pl * OHW; q < (pl + 1) * OHW; q++) gp[idx[q]] += gout[q];          \
+        }                                                                                       \
+    }
+
+/* x: (P, H, W) -> out: (P, OH, OW), the window sum over hn*wn */
+#define DEFINE_AVG_FORWARD(T, NAME)                                                             \
+    static void NAME(const pool_plan *p, T *out, const T *x) {                                  \
+        int64_t HW = p->H * p->W, OHW = p->OH * p->OW;                                          \
+        int64_t work = p->planes * HW;                                                          \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                            \
+            const T *xp = x + pl * HW;                                                          \
+            for (int64_t oh = 0; oh < p->OH; oh++)                                              \
+                for (int64_t ow = 0; ow < p->OW; ow++) {                                        \
+                    T sum = 0;                                                                  \
+                    for (int64_t ih = p->h0[oh]; ih < p->h1[oh]; ih++)                          \
+                        for (int64_t iw = p->w0[ow]; iw < p->w1[ow]; iw++) sum += xp[ih * p->W + iw]; \
+                    out[pl * OHW + oh * p->OW + ow] = sum / (T)(p->hn[oh] * p->wn[ow]);         \
+                }                                                                               \
+        }                                                                                       \
+    }
+
+/* gout: (P, OH, OW) -> gx: (P, H, W), each window's share added to its cells */
+#define DEFINE_AVG_BACKWARD(T, NAME)                                                            \
+    static void NAME(const pool_plan *p, T *gx, const T *gout) {                                \
+        int64_t HW = p->H * p->W, OHW = p->OH * p->OW;                                          \
+        int64_t work = p->planes * HW;                                                          \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
+        for (int64_t pl = 0; pl < p->planes; pl++) {                                            \
+            T *gp = gx + pl * HW;                                                               \
+            memset(gp, 0, (size_t)HW * sizeof *gp);                                             \
+            for (int64_t oh = 0; oh < p->OH; oh++)                                              \
+                for (int64_t ow = 0; ow < p->OW; ow++) {                                        \
+                    T v = gout[pl * OHW + oh * p->OW + ow] / (T)(p->hn[oh] * p->wn[ow]);        \
+                    for (int64_t ih = p->h0[oh]; ih < p->h1[oh]; ih++)                          \
+                        for (int64_t iw = p->w0[ow]; iw < p->w1[ow]; iw++) gp[ih * p->W + iw] += v; \
+                }                                                                               \
+        }                                                                                       \
+    }
+
+DEFINE_MAX_FORWARD(float, max_forward_f32)
+DEFINE_MAX_FORWARD(double, max_forward_f64)
+DEFINE_MAX_BACKWARD(float, max_backward_f32)
+DEFINE_MAX_BACKWARD(double, max_backward_f64)
+DEFINE_AVG_FORWARD(float, avg_forward_f32)
+DEFINE_AVG_FORWARD(double, avg_forward_f64)
+DEFINE_AVG_BACKWARD(float, avg_backward_f32)
+DEFINE_AVG_BACKWARD(double, avg_backward_f64)
+
+static void avg_forward(const pool_plan *p, farol_tensor *out, const farol_tensor *x) {
+    if (x->dtype == FAROL_F32) avg_forward_f32(p, farol_data(out), farol_data(x));
+    else avg_forward_f64(p, farol_data(out), farol_data(x));
+}
+
+/* gx: a new tensor of the input's shape */
+static farol_tensor *avg_backward(const pool_plan *p, const farol_edge *e, farol_tensor *gout) {
+    farol_tensor *gc = farol_cast_raw(gout, e->dtype);
+    farol_tensor *gx = gc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
+    if (gx && e->dtype == FAROL_F32) avg_backward_f32(p, farol_data(gx), farol_data(gc));
+    else if (gx) avg_backward_f64(p, farol_data(gx), farol_data(gc));
+    farol_release(gc);
+    return gx;
+}
+
+/* ---- max_pool2d ---- */
+
+farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
+    int64_t k[2], s[2], pad[2], osz[2];
+    if (fixed_geometry("max_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
+    pool_plan p;
+    if (plan_alloc(&p, "max_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
+    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
+    bool rec = farol_needs_record(1, &x);
+    farol_tensor *xc = farol_contig_raw(x);
+    farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
+    farol_tensor *idx = out && rec ? farol_empty(out->ndim, out->shape, FAROL_I64) : NULL;
+    if (out && (!rec || idx)) {
+        int64_t *ip = idx ? farol_data(idx) : NULL;
+        if (x->dtype == FAROL_F32) max_forward_f32(&p, farol_data(out), ip, farol_data(xc));
+        else max_forward_f64(&p, farol_data(out), ip, farol_data(xc));
+    } else {
+        farol_release(out);
+        out = NULL;
+    }
+    if (out && rec) {
+        farol_node *n = farol_record(FAROL_OP_MAX_POOL2D, out, 1, &x);
+        if (!n || farol_save(n, idx) < 0) {
+            farol_release(out);
+            out = NULL;
+        }
+    }
+    farol_release(idx);
+    farol_release(xc);
+    plan_free(&p);
+    return out;
+}
+
+/* the gradient of each window goes to its saved argmax */
+int farol_max_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
+    const farol_edge *e = &n->inputs[0];
+    farol_tensor *idx = farol_saved(n, 0);
+    if (!idx) return -1;
+    pool_plan p = {
+        .planes = farol_numel(idx) / (idx->shape[idx->ndim - 2] * idx->shape[idx->ndim - 1]),
+        .H = e->shape[e->ndim - 2], .W = e->shape[e->ndim - 1],
+        .OH = idx->shape[idx->ndim - 2], .OW = idx->shape[idx->ndim - 1],
+    };
+    farol_tensor *gc = farol_cast_raw(gout, e->dtype);
+    farol_tensor *gx = gc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
+    if (gx && e->dtype == FAROL_F32) max_backward_f32(&p, farol_data(gx), farol_data(gc), farol_data(idx));
+    else if (gx) max_backward_f64(&p, farol_data(gx), farol_data(gc), farol_data(idx));
+    farol_release(gc);
+    gin[0] = gx;
+    return gx ? 0 : -1;
+}
+
+/* ---- avg_pool2d ---- */
+
+farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
+    int64_t k[2], s[2], pad[2], osz[2];
+    if (fixed_geometry("avg_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
+    pool_plan p;
+    if (plan_alloc(&p, "avg_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
+    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
+    farol_tensor *xc = farol_contig_raw(x);
+    farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
+    if (out) avg_forward(&p, out, xc);
+    if (out && farol_needs_record(1, &x)) {
+        farol_node *n = farol_record(FAROL_OP_AVG_POOL2D, out, 1, &x);
+        if (!n) {
+            farol_release(out);
+            out = NULL;
+        } else {
+            for (int i = 0; i < 2; i++) n->ip[i] = k[i], n->ip[2 + i] = s[i], n->ip[4 + i] = pad[i];
+            n->ip[6] = p.OH, n->ip[7] = p.OW;
+        }
+    }
+    farol_release(xc);
+    plan_free(&p);
+    return out;
+}
+
+int farol_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
+    const farol_edge *e = &n->inputs[0];
+    pool_plan p;
+    if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->ip[6], n->ip[7]) < 0) return -1;
+    fixed_axis(p.H, p.OH, n->ip[0], n->ip[2], n->ip[4], p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, n->ip[1], n->ip[3], n->ip[5], p.w0, p.w1, p.wn);
+    gin[0] = avg_backward(&p, e, gout);
+    plan_free(&p);
+    return gin[0] ? 0 : -1;
+}
+
+/* ---- adaptive_avg_pool2d ---- */
+
+farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow) {
+    if (check_input("adaptive_avg_pool2d", x) < 0) return NULL;
+    if (oh < 1 || ow < 1) {
+        farol_set_error("farol: adaptive_avg_pool2d: output size must be positive, got %lld x %lld",
+                        (long long)oh, (long long)ow);
+        return NULL;
+    }
+    if (x->shape[x->ndim - 2] < 1 || x->shape[x->ndim - 1] < 1) {
+        farol_set_error("farol: adaptive_avg_pool2d: input planes must not be empty, got %lld x %lld",
+                        (long long)x->shape[x->ndim - 2], (long long)x->shape[x->ndim - 1]);
+        return NULL;
+    }
+    pool_plan p;
+    if (plan_alloc(&p, "adaptive_avg_pool2d", x->ndim, x->shape, oh, ow) < 0) return NULL;
+    adaptive_axis(p.H, oh, p.h0, p.h1, p.hn);
+    adaptive_axis(p.W, ow, p.w0, p.w1, p.wn);
+    farol_tensor *xc = farol_contig_raw(x);
+    farol_tensor *out = xc ? pooled_output(x, oh, ow) : NULL;
+    if (out) avg_forward(&p, out, xc);
+    if (out && farol_needs_record(1, &x)) {
+        farol_node *n = farol_record(FAROL_OP_ADAPTIVE_AVG_POOL2D, out, 1, &x);
+        if (!n) {
+            farol_release(out);
+            out = NULL;
+        } else {
+            n->ip[0] = oh, n->ip[1] = ow;
+        }
+    }
+    farol_release(xc);
+    plan_free(&p);
+    return out;
+}
+
+int farol_adaptive_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
+    const farol_edge *e = &n->inputs[0];
+    pool_plan p;
+    if (plan_alloc(&p, "adaptive_avg_pool2d", e->ndim, e->shape, n->ip[0], n->ip[1]) < 0) return -1;
+    adaptive_axis(p.H, p.OH, p.h0, p.h1, p.hn);
+    adaptive_axis(p.W, p.OW, p.w0, p.w1, p.wn);
+    gin[0] = avg_backward(&p, e, gout);
+    plan_free(&p);
+    return gin[0] ? 0 : -1;
+}
