@@ -3,4 +3,5 @@
 local farol = require("farol")
 farol.nn = require("farol.nn")
 require("farol.attr")
+farol.models = require("farol.models")
 return farol

@@ -59,6 +59,7 @@ static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *w
 /* farol.grad(outputs, inputs [, grad_outputs]) -> gradients (an array when
  * inputs is an array, else one tensor) */
 static int l_grad(lua_State *L) {
+    lua_settop(L, 3);  /* the lists below are pushed above the arguments */
     farol_tensor **outs, **ins, **gouts = NULL, **grads;
     int n_out = tensor_list(L, 1, &outs, "outputs", false);
     int n_in = tensor_list(L, 2, &ins, "inputs", false);

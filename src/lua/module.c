@@ -2,6 +2,8 @@
  * parts (the files in lua/farol/), which add nn, Saliency and friends to it. */
 #include "binding.h"
 
+#include <time.h>
+
 static int l_set_num_threads(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 1 || n > 1024) return farol_error(L, "farol: set_num_threads: n must be 1 to 1024, got %lld", n);
@@ -14,8 +16,18 @@ static int l_get_num_threads(lua_State *L) {
     return 1;
 }
 
+/* farol.clock() -> seconds on a monotonic wall clock (os.clock is CPU time,
+ * which counts every thread) */
+static int l_clock(lua_State *L) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
-    {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads}, {NULL, NULL},
+    {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
+    {"clock", l_clock}, {NULL, NULL},
 };
 
 /* package.path gains the source tree's lua/ dir (after the user's entries) */

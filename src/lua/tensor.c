@@ -64,16 +64,25 @@ void push_tensor(lua_State *L, farol_tensor *t) {
     maybe_collect(L);
 }
 
+/* a freed tensor at index i: the message names the running function as Lua
+ * called it ("view", "add"); a relative index is an element of a list */
+static void freed_error(lua_State *L, int i) {
+    lua_Debug ar;
+    const char *fn = lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name ? ar.name : "?";
+    if (i > 0) farol_error(L, "farol: %s: tensor was freed (argument #%d)", fn, i);
+    farol_error(L, "farol: %s: tensor was freed (an element of a list argument)", fn);
+}
+
 farol_tensor *test_tensor(lua_State *L, int i) {
     tensor_box *b = luaL_testudata(L, i, FAROL_TENSOR_MT);
     if (!b) return NULL;
-    if (!b->t) farol_error(L, "farol: tensor was freed (argument #%d)", i);
+    if (!b->t) freed_error(L, i);
     return b->t;
 }
 
 farol_tensor *check_tensor(lua_State *L, int i) {
     tensor_box *b = luaL_checkudata(L, i, FAROL_TENSOR_MT);
-    if (!b->t) farol_error(L, "farol: tensor was freed (argument #%d)", i);
+    if (!b->t) freed_error(L, i);
     return b->t;
 }
 

@@ -102,7 +102,7 @@ function Module:parameter(name, t)
   if t ~= nil and not farol.is_tensor(t) then fail("parameter: %s must be a tensor, got %s", name, type(t)) end
   if t ~= nil and t:dtype() == "int64" then fail("parameter: %s must be floating, got int64", name) end
   if t ~= nil and not t:requires_grad() then t:requires_grad(true) end
-  self._params[name] = t or false
+  self._params[name] = t ~= nil
   track(self, name, t)
   return t
 end
@@ -110,7 +110,7 @@ end
 function Module:buffer(name, t)
   if type(name) ~= "string" then fail("buffer: name must be a string, got %s", type(name)) end
   if t ~= nil and not farol.is_tensor(t) then fail("buffer: %s must be a tensor, got %s", name, type(t)) end
-  self._buffers[name] = t or false
+  self._buffers[name] = t ~= nil
   track(self, name, t)
   return t
 end

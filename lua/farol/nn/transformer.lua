@@ -140,7 +140,7 @@ return function(nn)
       if am:dtype() == "int64" then
         scores = scores:masked_fill(am:ne(0), -math.huge)
       else
-        scores = scores + am
+        scores = scores + am:to(scores:dtype())
       end
     end
 
@@ -192,7 +192,6 @@ return function(nn)
       end
       rawset(self, "_act", activations[act])
     elseif nn.is_module(act) then
-      self.activation = act
       rawset(self, "_act", act)
     elseif type(act) == "function" then
       rawset(self, "_act", act)
@@ -210,6 +209,7 @@ return function(nn)
     self.norm2 = nn.LayerNorm(d_model, {eps = eps, bias = bias})
     self.dropout1 = nn.Dropout(p)
     self.dropout2 = nn.Dropout(p)
+    if nn.is_module(act) then self.activation = act end   -- last, as in PyTorch
   end
 
   -- layer(src [, {src_key_padding_mask = m, src_mask = m}]): masks as in
