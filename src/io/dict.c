@@ -3,8 +3,7 @@
  * reference to each tensor; farol_dict_free returns all of it. */
 #include "internal.h"
 
-void farol_dict_free(farol_tensor_dict *d)
-{
+void farol_dict_free(farol_tensor_dict *d) {
     if (!d) return;
     for (int i = 0; i < d->n; i++) {
         if (d->names) farol_free(d->names[i]);
@@ -23,16 +22,14 @@ void farol_dict_free(farol_tensor_dict *d)
 
 /* Borrowed (the dict keeps its reference).  A linear search: files hold
  * tens to hundreds of tensors, each looked up once. */
-farol_tensor *farol_dict_get(const farol_tensor_dict *d, const char *name)
-{
+farol_tensor *farol_dict_get(const farol_tensor_dict *d, const char *name) {
     if (!d || !name) return NULL;
     for (int i = 0; i < d->n; i++)
         if (d->names[i] && strcmp(d->names[i], name) == 0) return d->tensors[i];
     return NULL;
 }
 
-const char *farol_dict_meta(const farol_tensor_dict *d, const char *key)
-{
+const char *farol_dict_meta(const farol_tensor_dict *d, const char *key) {
     if (!d || !key) return NULL;
     for (int i = 0; i < d->n_meta; i++)
         if (d->meta_keys[i] && strcmp(d->meta_keys[i], key) == 0) return d->meta_values[i];

@@ -44,8 +44,7 @@ typedef struct {
 } npy_cur;
 
 __attribute__((format(printf, 2, 3)))
-static int npy_error(const char *src, const char *fmt, ...)
-{
+static int npy_error(const char *src, const char *fmt, ...) {
     char what[384];
     va_list ap;
     va_start(ap, fmt);
@@ -55,20 +54,17 @@ static int npy_error(const char *src, const char *fmt, ...)
     return -1;
 }
 
-static int dict_error(const npy_cur *c, const char *what)
-{
+static int dict_error(const npy_cur *c, const char *what) {
     return npy_error(c->src, "bad header dict: %s at byte %td", what, c->p - c->start);
 }
 
-static void skip_ws(npy_cur *c)
-{
+static void skip_ws(npy_cur *c) {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r'))
         c->p++;
 }
 
 /* consumes ch (after blanks) if it is next */
-static bool eat(npy_cur *c, char ch)
-{
+static bool eat(npy_cur *c, char ch) {
     skip_ws(c);
     if (c->p < c->end && *c->p == ch) {
         c->p++;
@@ -78,10 +74,10 @@ static bool eat(npy_cur *c, char ch)
 }
 
 /* a quoted string without escapes into dst (cap bytes with the NUL) */
-static int parse_str(npy_cur *c, char *dst, size_t cap)
-{
+static int parse_str(npy_cur *c, char *dst, size_t cap) {
     skip_ws(c);
-    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"')) return dict_error(c, "expected a string");
+    if (c->p >= c->end || (*c->p != '\'' && *c->p != '"'))
+        return dict_error(c, "expected a string");
     char q = *c->p++;
     const char *s = c->p;
     while (c->p < c->end && *c->p != q) {
@@ -97,8 +93,7 @@ static int parse_str(npy_cur *c, char *dst, size_t cap)
     return 0;
 }
 
-static int parse_bool(npy_cur *c, bool *out)
-{
+static int parse_bool(npy_cur *c, bool *out) {
     skip_ws(c);
     size_t left = (size_t)(c->end - c->p);
     if (left >= 4 && memcmp(c->p, "True", 4) == 0) {
@@ -114,8 +109,7 @@ static int parse_bool(npy_cur *c, bool *out)
 }
 
 /* a tuple of non-negative ints: "()", "(3,)", "(2, 3)"; "3L" from Python 2 */
-static int parse_shape(npy_cur *c, npy_header *h)
-{
+static int parse_shape(npy_cur *c, npy_header *h) {
     if (!eat(c, '(')) return dict_error(c, "expected a shape tuple");
     h->ndim = 0;
     if (eat(c, ')')) return 0;
@@ -140,8 +134,7 @@ static int parse_shape(npy_cur *c, npy_header *h)
 }
 
 /* {'descr': ..., 'fortran_order': ..., 'shape': ...}, each key once */
-static int parse_dict(npy_cur *c, npy_header *h)
-{
+static int parse_dict(npy_cur *c, npy_header *h) {
     enum { DESCR = 1, FORTRAN = 2, SHAPE = 4 };
     int seen = 0;
     if (!eat(c, '{')) return dict_error(c, "expected '{'");
@@ -177,15 +170,13 @@ static int parse_dict(npy_cur *c, npy_header *h)
 }
 
 /* a nested error without its "farol: " */
-static const char *strip_prefix(const char *msg)
-{
+static const char *strip_prefix(const char *msg) {
     return strncmp(msg, "farol: ", 7) == 0 ? msg + 7 : msg;
 }
 
 /* a tensor of that shape holding a copy of the (maybe unaligned) bytes */
 static farol_tensor *from_bytes(int ndim, const int64_t *shape, farol_dtype dt,
-                                const unsigned char *data, size_t nbytes)
-{
+                                const unsigned char *data, size_t nbytes) {
     farol_tensor *t = farol_empty(ndim, shape, dt);
     if (t && nbytes) memcpy(farol_data(t), data, nbytes);
     return t;
@@ -193,8 +184,7 @@ static farol_tensor *from_bytes(int ndim, const int64_t *shape, farol_dtype dt,
 
 /* Fortran-order data of shape s: read it as the reversed shape in C order,
  * view that transposed back to s, and copy to C order. */
-static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data, size_t nbytes)
-{
+static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data, size_t nbytes) {
     int n = h->ndim;
     int64_t rev[FAROL_MAX_DIMS], strides[FAROL_MAX_DIMS], step = 1;
     for (int i = 0; i < n; i++) {
@@ -211,8 +201,7 @@ static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data
     return out;
 }
 
-static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src)
-{
+static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src) {
     if (len < 10) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
     if (memcmp(buf, npy_magic, sizeof npy_magic) != 0)
         return npy_error(src, "not a .npy file (bad magic)"), NULL;
@@ -256,8 +245,9 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
     }
 
     const unsigned char *data = buf + start + hlen;
-    farol_tensor *t = h.fortran && h.ndim > 1 ? from_fortran(&h, data, (size_t)nbytes)
-                                              : from_bytes(h.ndim, h.shape, h.dtype, data, (size_t)nbytes);
+    size_t n = (size_t)nbytes;
+    farol_tensor *t = h.fortran && h.ndim > 1 ? from_fortran(&h, data, n)
+                                              : from_bytes(h.ndim, h.shape, h.dtype, data, n);
     if (!t) {
         char why[256];
         snprintf(why, sizeof why, "%s", strip_prefix(farol_last_error()));
@@ -266,15 +256,13 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
     return t;
 }
 
-farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len)
-{
+farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len) {
     if (!buf && len) return npy_error("buffer", "NULL data of %zu bytes", len), NULL;
     return npy_read(buf, len, "buffer");
 }
 
 /* .npy files hold one array: read it whole, then parse. */
-farol_tensor *farol_load_npy(const char *path)
-{
+farol_tensor *farol_load_npy(const char *path) {
     if (!path) return npy_error("(null)", "no path"), NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return npy_error(path, "cannot open (%s)", strerror(errno)), NULL;
@@ -290,7 +278,8 @@ farol_tensor *farol_load_npy(const char *path)
                !(buf = farol_malloc((size = (size_t)st.st_size) + 1))) {
         npy_error(path, "out of memory for %lld bytes", (long long)st.st_size);
     } else if (fread(buf, 1, size, f) != size) {
-        npy_error(path, "cannot read %zu bytes (%s)", size, ferror(f) ? strerror(errno) : "file shrank");
+        npy_error(path, "cannot read %zu bytes (%s)", size,
+                  ferror(f) ? strerror(errno) : "file shrank");
     } else {
         t = npy_read(buf, size, path);
     }

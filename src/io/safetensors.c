@@ -51,16 +51,14 @@ static const struct {
     farol_dtype dtype;
 } st_dtypes[] = {{"F32", FAROL_F32}, {"F64", FAROL_F64}, {"I64", FAROL_I64}};
 
-static const char *st_dtype_name(farol_dtype dt)
-{
+static const char *st_dtype_name(farol_dtype dt) {
     for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
         if (st_dtypes[i].dtype == dt) return st_dtypes[i].name;
     return "?";
 }
 
 __attribute__((format(printf, 3, 4)))
-static int io_error(const char *verb, const char *name, const char *fmt, ...)
-{
+static int io_error(const char *verb, const char *name, const char *fmt, ...) {
     char what[512];
     va_list ap;
     va_start(ap, fmt);
@@ -73,8 +71,7 @@ static int io_error(const char *verb, const char *name, const char *fmt, ...)
 #define load_error(s, ...) io_error("load", (s)->name, __VA_ARGS__)
 
 /* n bytes at off; the caller has checked off + n <= size */
-static int src_read(const st_src *s, uint64_t off, void *dst, size_t n)
-{
+static int src_read(const st_src *s, uint64_t off, void *dst, size_t n) {
     if (n == 0) return 0;
     if (s->buf) {
         memcpy(dst, s->buf + off, n);
@@ -87,14 +84,12 @@ static int src_read(const st_src *s, uint64_t off, void *dst, size_t n)
 }
 
 /* a nested error without its "farol: " */
-static const char *strip_prefix(const char *msg)
-{
+static const char *strip_prefix(const char *msg) {
     return strncmp(msg, "farol: ", 7) == 0 ? msg + 7 : msg;
 }
 
 /* a JSON number that is an integer in [0, 2^53] */
-static bool json_uint(const cJSON *v, uint64_t *out)
-{
+static bool json_uint(const cJSON *v, uint64_t *out) {
     if (!cJSON_IsNumber(v)) return false;
     double d = v->valuedouble;
     if (!(d >= 0 && d <= ST_MAX_INT) || d != floor(d)) return false;
@@ -103,8 +98,7 @@ static bool json_uint(const cJSON *v, uint64_t *out)
 }
 
 /* Checks one header entry against the data area of data_len bytes. */
-static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st_entry *e)
-{
+static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st_entry *e) {
     const char *nm = item->string;
     e->name = nm;
     if (!cJSON_IsObject(item)) return load_error(s, "entry '%.64s' is not an object", nm);
@@ -114,8 +108,8 @@ static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st
     size_t k = 0, nd = sizeof st_dtypes / sizeof st_dtypes[0];
     while (k < nd && strcmp(dt->valuestring, st_dtypes[k].name) != 0) k++;
     if (k == nd)
-        return load_error(s, "tensor '%.64s': unsupported dtype '%.16s' (farol reads F32, F64, I64)",
-                          nm, dt->valuestring);
+        return load_error(s, "tensor '%.64s': unsupported dtype '%.16s' "
+                          "(farol reads F32, F64, I64)", nm, dt->valuestring);
     e->dtype = st_dtypes[k].dtype;
 
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
@@ -163,30 +157,26 @@ static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st
     return 0;
 }
 
-static int cmp_name(const void *a, const void *b)
-{
+static int cmp_name(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
 /* index into names of a name that occurs twice, or -1; sorts names */
-static int find_duplicate(const char **names, int n)
-{
+static int find_duplicate(const char **names, int n) {
     qsort(names, (size_t)n, sizeof *names, cmp_name);
     for (int i = 1; i < n; i++)
         if (strcmp(names[i - 1], names[i]) == 0) return i;
     return -1;
 }
 
-static int cmp_begin(const void *a, const void *b)
-{
+static int cmp_begin(const void *a, const void *b) {
     const st_entry *x = *(const st_entry *const *)a, *y = *(const st_entry *const *)b;
     if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
 /* No two non-empty tensors may share a byte of the data area. */
-static int check_overlap(const st_src *s, const st_entry *e, int n)
-{
+static int check_overlap(const st_src *s, const st_entry *e, int n) {
     const st_entry **ord = farol_malloc((size_t)n * sizeof *ord);
     if (!ord) return load_error(s, "out of memory checking %d tensors", n);
     for (int i = 0; i < n; i++) ord[i] = &e[i];
@@ -205,15 +195,13 @@ static int check_overlap(const st_src *s, const st_entry *e, int n)
 }
 
 /* Names of entries (tensors or metadata keys) must be unique. */
-static int check_unique(const st_src *s, const char *what, const char **names, int n)
-{
+static int check_unique(const st_src *s, const char *what, const char **names, int n) {
     int d = find_duplicate(names, n);
     if (d >= 0) return load_error(s, "duplicate %s '%.64s'", what, names[d]);
     return 0;
 }
 
-static char *dup_str(const char *s)
-{
+static char *dup_str(const char *s) {
     size_t n = strlen(s) + 1;
     char *p = farol_malloc(n);
     if (p) memcpy(p, s, n);
@@ -221,13 +209,12 @@ static char *dup_str(const char *s)
 }
 
 /* The "__metadata__" object: string values only, unique keys. */
-static int read_meta(const st_src *s, const cJSON *meta, farol_tensor_dict *out)
-{
+static int read_meta(const st_src *s, const cJSON *meta, farol_tensor_dict *out) {
     if (!cJSON_IsObject(meta)) return load_error(s, "__metadata__ is not an object");
     int n = cJSON_GetArraySize(meta);
     const char **keys = farol_malloc((size_t)n * sizeof *keys);
-    out->meta_keys = farol_calloc((size_t)n + 1, sizeof *out->meta_keys);
-    out->meta_values = farol_calloc((size_t)n + 1, sizeof *out->meta_values);
+    out->meta_keys = farol_calloc((size_t)n, sizeof *out->meta_keys);
+    out->meta_values = farol_calloc((size_t)n, sizeof *out->meta_values);
     int rc = 0, i = 0;
     if (!keys || !out->meta_keys || !out->meta_values)
         rc = load_error(s, "out of memory for %d metadata entries", n);
@@ -253,17 +240,17 @@ static int read_meta(const st_src *s, const cJSON *meta, farol_tensor_dict *out)
 
 /* Allocates and reads each tensor, in header order. */
 static int read_tensors(const st_src *s, const st_entry *e, int n, uint64_t data_start,
-                        farol_tensor_dict *out)
-{
-    out->names = farol_calloc((size_t)n + 1, sizeof *out->names);
-    out->tensors = farol_calloc((size_t)n + 1, sizeof *out->tensors);
+                        farol_tensor_dict *out) {
+    out->names = farol_calloc((size_t)n, sizeof *out->names);
+    out->tensors = farol_calloc((size_t)n, sizeof *out->tensors);
     if (!out->names || !out->tensors) return load_error(s, "out of memory for %d tensors", n);
     for (int i = 0; i < n; i++) {
         char *nm = dup_str(e[i].name);
         farol_tensor *t = farol_empty(e[i].ndim, e[i].shape, e[i].dtype);
         if (!nm || !t) {
             char why[256];
-            snprintf(why, sizeof why, "%s", nm ? strip_prefix(farol_last_error()) : "out of memory");
+            const char *err = nm ? strip_prefix(farol_last_error()) : "out of memory";
+            snprintf(why, sizeof why, "%s", err);
             farol_free(nm);
             farol_release(t);
             return load_error(s, "tensor '%.64s': %s", e[i].name, why);
@@ -279,8 +266,7 @@ static int read_tensors(const st_src *s, const st_entry *e, int n, uint64_t data
 
 /* Validates the parsed header, then reads metadata and tensors. */
 static int read_body(const st_src *s, const cJSON *root, uint64_t data_start,
-                     farol_tensor_dict *out)
-{
+                     farol_tensor_dict *out) {
     int n_children = cJSON_GetArraySize(root);
     st_entry *e = farol_malloc((size_t)n_children * sizeof *e);
     const char **names = farol_malloc((size_t)n_children * sizeof *names);
@@ -307,8 +293,7 @@ static int read_body(const st_src *s, const cJSON *root, uint64_t data_start,
     return rc;
 }
 
-static int st_read(const st_src *s, farol_tensor_dict *out)
-{
+static int st_read(const st_src *s, farol_tensor_dict *out) {
     memset(out, 0, sizeof *out);
     if (s->size < 8)
         return load_error(s, "%llu bytes, too short for the 8-byte header length",
@@ -326,7 +311,8 @@ static int st_read(const st_src *s, farol_tensor_dict *out)
 
     /* a NUL-terminated copy: cJSON never sees past the header */
     char *text = farol_malloc((size_t)hlen + 1);
-    if (!text) return load_error(s, "out of memory for a %llu-byte header", (unsigned long long)hlen);
+    if (!text)
+        return load_error(s, "out of memory for a %llu-byte header", (unsigned long long)hlen);
     if (src_read(s, 8, text, (size_t)hlen) < 0) {
         farol_free(text);
         return -1;
@@ -353,8 +339,7 @@ static int st_read(const st_src *s, farol_tensor_dict *out)
     return rc;
 }
 
-int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_dict *out)
-{
+int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_dict *out) {
     st_src s = {"buffer", buf, NULL, len};
     if (!out) return load_error(&s, "no output dict");
     if (!buf && len) {
@@ -364,8 +349,7 @@ int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_d
     return st_read(&s, out);
 }
 
-int farol_load_safetensors(const char *path, farol_tensor_dict *out)
-{
+int farol_load_safetensors(const char *path, farol_tensor_dict *out) {
     if (!path) path = "(null)";
     if (!out) return io_error("load", path, "no output dict");
     memset(out, 0, sizeof *out);
@@ -389,8 +373,7 @@ int farol_load_safetensors(const char *path, farol_tensor_dict *out)
 
 #define save_error(path, ...) io_error("save", path, __VA_ARGS__)
 
-static bool add_uint_array(cJSON *obj, const char *key, int n, const int64_t *v)
-{
+static bool add_uint_array(cJSON *obj, const char *key, int n, const int64_t *v) {
     cJSON *a = cJSON_AddArrayToObject(obj, key);
     if (!a) return false;
     for (int i = 0; i < n; i++) {
@@ -404,8 +387,7 @@ static bool add_uint_array(cJSON *obj, const char *key, int n, const int64_t *v)
 }
 
 /* The header JSON (unpadded, cJSON-allocated), or NULL with the error set. */
-static char *build_header(const char *path, const farol_tensor_dict *d)
-{
+static char *build_header(const char *path, const farol_tensor_dict *d) {
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
     if (ok && d->n_meta > 0) {
@@ -431,8 +413,7 @@ static char *build_header(const char *path, const farol_tensor_dict *d)
 }
 
 /* What may be saved: named tensors of farol's dtypes, unique names. */
-static int check_dict(const char *path, const farol_tensor_dict *d)
-{
+static int check_dict(const char *path, const farol_tensor_dict *d) {
     if (d->n < 0 || d->n_meta < 0 || (d->n > 0 && (!d->names || !d->tensors)) ||
         (d->n_meta > 0 && (!d->meta_keys || !d->meta_values)))
         return save_error(path, "malformed dict (n = %d, n_meta = %d)", d->n, d->n_meta);
@@ -466,8 +447,7 @@ static int check_dict(const char *path, const farol_tensor_dict *d)
 }
 
 /* The values of t, contiguous in logical order: 0, or -1 with the error set. */
-static int write_tensor(FILE *f, const char *path, const char *name, const farol_tensor *t)
-{
+static int write_tensor(FILE *f, const char *path, const char *name, const farol_tensor *t) {
     size_t nbytes = (size_t)farol_numel(t) * farol_dtype_size(t->dtype);
     if (nbytes == 0) return 0;
     void *tmp = NULL;
@@ -487,8 +467,7 @@ static int write_tensor(FILE *f, const char *path, const char *name, const farol
 
 /* Writes path + ".tmp" and renames it over path, so a failed save never
  * leaves a half-written file under the real name. */
-int farol_save_safetensors(const char *path, const farol_tensor_dict *d)
-{
+int farol_save_safetensors(const char *path, const farol_tensor_dict *d) {
     if (!path) return save_error("(null)", "no path");
     if (!d) return save_error(path, "no dict");
     if (check_dict(path, d) < 0) return -1;

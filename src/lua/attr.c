@@ -51,7 +51,9 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
         *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p};
         return;
     }
-    farol_tensor *t = test_tensor(L, idx);
+    tensor_box *box = luaL_testudata(L, idx, FAROL_TENSOR_MT);
+    if (box && !box->t) farol_error(L, "farol: Saliency: the target tensor was freed");
+    farol_tensor *t = box ? box->t : NULL;
     if (t) {
         int64_t n = farol_numel(t);
         if (t->ndim > 1)
@@ -82,7 +84,8 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
     int64_t n = (int64_t)luaL_len(L, idx);
     if (n < 1) farol_error(L, "farol: Saliency: the target array is empty");
     lua_geti(L, idx, 1);
-    int width = lua_istable(L, -1) ? (int)luaL_len(L, -1) : 1;
+    bool rows = lua_istable(L, -1);
+    int width = rows ? (int)luaL_len(L, -1) : 1;
     lua_pop(L, 1);
     if (width < 1 || width >= FAROL_MAX_DIMS)
         farol_error(L, "farol: Saliency: target[1] has %d indices; give 1 to %d", width, FAROL_MAX_DIMS - 1);
@@ -91,7 +94,11 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
     for (int64_t e = 0; e < n; e++) {
         lua_geti(L, idx, e + 1);
         snprintf(what, sizeof what, "target[%lld]", (long long)e + 1);
-        if (lua_istable(L, -1)) {
+        if (lua_istable(L, -1) != rows)  /* {1, {2}} or {{1}, 2} */
+            farol_error(L, "farol: Saliency: target[%lld] is a %s but target[1] is %s; give all "
+                       "integers or all index tuples", (long long)e + 1, luaL_typename(L, -1),
+                       rows ? "an index tuple" : "an integer");
+        if (rows) {
             int64_t row[FAROL_MAX_DIMS];
             int k = read_indices(L, lua_gettop(L), row, what);
             if (k != width)
@@ -99,9 +106,6 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
                            (long long)e + 1, k, width);
             memcpy(p + e * width, row, (size_t)width * sizeof *row);
         } else {
-            if (width != 1)
-                farol_error(L, "farol: Saliency: target[%lld] is a %s but target[1] is an index tuple",
-                           (long long)e + 1, luaL_typename(L, -1));
             p[e] = target_index(L, lua_gettop(L), what);
         }
         lua_pop(L, 1);
@@ -170,7 +174,9 @@ static int lua_forward(void *vctx, int n_in, farol_tensor *const *inputs, farol_
 /* farol._saliency(forward, inputs, target, abs, packed_args) */
 static int l_saliency(lua_State *L) {
     lua_settop(L, 5);
-    bool single = test_tensor(L, 2) != NULL;
+    tensor_box *box = luaL_testudata(L, 2, FAROL_TENSOR_MT);
+    if (box && !box->t) return farol_error(L, "farol: Saliency: the input was freed");
+    bool single = box != NULL;
     int n_in = 1;
     if (!single) {
         if (!lua_istable(L, 2))
@@ -186,7 +192,9 @@ static int l_saliency(lua_State *L) {
             continue;
         }
         lua_geti(L, 2, i + 1);
-        xs[i] = test_tensor(L, -1);
+        tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+        if (b && !b->t) return farol_error(L, "farol: Saliency: input %d was freed", i + 1);
+        xs[i] = b ? b->t : NULL;
         if (!xs[i])
             return farol_error(L, "farol: Saliency: input %d is a %s, expected farol.Tensor", i + 1,
                               luaL_typename(L, -1));

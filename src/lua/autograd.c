@@ -61,6 +61,7 @@ static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *w
 static int l_grad(lua_State *L) {
     lua_settop(L, 3);  /* the lists below are pushed above the arguments */
     farol_tensor **outs, **ins, **gouts = NULL, **grads;
+    lua_settop(L, 3);  /* the lists pushed below must not shift grad_outputs */
     int n_out = tensor_list(L, 1, &outs, "outputs", false);
     int n_in = tensor_list(L, 2, &ins, "inputs", false);
     if (n_out == 0 || n_in == 0) return farol_error(L, "farol: grad: outputs and inputs must not be empty");
@@ -86,7 +87,11 @@ static int l_grad(lua_State *L) {
 
 /* farol.no_grad(fn, ...) -> fn(...) with nothing recorded */
 static int l_no_grad(lua_State *L) {
-    luaL_checkany(L, 1);
+    bool callable = lua_type(L, 1) == LUA_TFUNCTION || luaL_getmetafield(L, 1, "__call") != LUA_TNIL;
+    if (!callable)
+        return farol_error(L, "farol: no_grad: fn must be a function or a callable table, got %s",
+                          luaL_typename(L, 1));
+    if (lua_type(L, 1) != LUA_TFUNCTION) lua_pop(L, 1);  /* the __call field */
     bool prev = farol_set_grad_enabled(false);
     int rc = lua_pcall(L, lua_gettop(L) - 1, LUA_MULTRET, 0);
     farol_set_grad_enabled(prev);

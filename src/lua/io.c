@@ -52,7 +52,9 @@ static int l_save(lua_State *L) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return farol_error(L, "farol: save: tensor names must be strings, got a %s key",
                               luaL_typename(L, -2));
-        if (!test_tensor(L, -1))
+        tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+        if (b && !b->t) return farol_error(L, "farol: save: %s was freed", lua_tostring(L, -2));
+        if (!b)
             return farol_error(L, "farol: save: %s is a %s, expected farol.Tensor", lua_tostring(L, -2),
                               luaL_typename(L, -1));
         n++;

@@ -146,6 +146,9 @@ static int l_compare(lua_State *L) {
     farol_tensor *y = to_tensor_arg(L, 2, x);
     farol_tensor *out = y ? farol_compare(x, y, (farol_cmp)op) : NULL;
     farol_release(y);
+    const char *msg = farol_last_error();
+    if (!out && strncmp(msg, "farol: compare:", 15) == 0)  /* the C API's name for all six */
+        return farol_error(L, "farol: %s:%s", cmp_names[op], msg + 15);
     push_tensor(L, out);
     return 1;
 }
@@ -191,6 +194,7 @@ static int l_linear(lua_State *L) {
 
 static int join(lua_State *L, bool stack) {
     const char *fn = stack ? "stack" : "cat";
+    lua_settop(L, 2);  /* the optional dim stays at 2, below the array pushed next */
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = (int)luaL_len(L, 1);
     if (n < 1) return farol_error(L, "farol: %s: expects a non-empty array of tensors", fn);
@@ -214,9 +218,16 @@ static int l_stack(lua_State *L) { return join(L, true); }
 /* ---- neural-network functions ---- */
 
 /* the value at idx as a number or a {h, w} pair of integers */
+static int pair_value(lua_State *L, int idx, const char *key, const char *fn) {
+    lua_Integer v = lua_tointeger(L, idx);
+    if (v < -(1 << 30) || v > (1 << 30))
+        farol_error(L, "farol: %s: %s %lld is out of range", fn, key, v);
+    return (int)v;
+}
+
 static void read_pair(lua_State *L, int idx, int *out, const char *key, const char *fn) {
     if (lua_isinteger(L, idx)) {
-        out[0] = out[1] = (int)lua_tointeger(L, idx);
+        out[0] = out[1] = pair_value(L, idx, key, fn);
         return;
     }
     if (lua_istable(L, idx) && luaL_len(L, idx) == 2) {
@@ -224,7 +235,7 @@ static void read_pair(lua_State *L, int idx, int *out, const char *key, const ch
             lua_geti(L, idx, i + 1);
             if (!lua_isinteger(L, -1))
                 farol_error(L, "farol: %s: %s must be an integer or a pair of integers", fn, key);
-            out[i] = (int)lua_tointeger(L, -1);
+            out[i] = pair_value(L, lua_gettop(L), key, fn);
             lua_pop(L, 1);
         }
         return;
@@ -283,7 +294,7 @@ static int l_avg_pool2d(lua_State *L) { return pool(L, false); }
 
 static int l_adaptive_avg_pool2d(lua_State *L) {
     farol_tensor *x = check_tensor(L, 1);
-    int64_t size[2];
+    int64_t size[FAROL_MAX_DIMS];  /* check_sizes may read up to FAROL_MAX_DIMS */
     if (lua_type(L, 2) == LUA_TNUMBER) {
         size[0] = size[1] = luaL_checkinteger(L, 2);
     } else if (check_sizes(L, 2, size, "adaptive_avg_pool2d", false) != 2) {
@@ -315,9 +326,25 @@ static int l_layer_norm(lua_State *L) {
     return 1;
 }
 
+/* the first 0-based index in idx (fresh, contiguous) that is >= n, or -1 */
+static int64_t first_beyond(const farol_tensor *idx, int64_t n) {
+    const int64_t *p = farol_data((farol_tensor *)idx);
+    for (int64_t k = 0; k < farol_numel(idx); k++)
+        if (p[k] >= n) return k;
+    return -1;
+}
+
 static int l_embedding(lua_State *L) {
     farol_tensor *w = check_tensor(L, 2);
     farol_tensor *idx = check_index_tensor(L, 1, "embedding");
+    int64_t bad = w->ndim == 2 ? first_beyond(idx, w->shape[0]) : -1;
+    if (bad >= 0) {
+        lua_Integer v = ((int64_t *)farol_data(idx))[bad] + 1;
+        farol_release(idx);
+        return farol_error(L, "farol: embedding: index %lld (element %lld of the indices) is out of range "
+                          "for w [%lld, %lld] (valid 1..%lld)", v, (lua_Integer)bad + 1,
+                          (lua_Integer)w->shape[0], (lua_Integer)w->shape[1], (lua_Integer)w->shape[0]);
+    }
     farol_tensor *out = farol_embedding(idx, w);
     farol_release(idx);
     push_tensor(L, out);
@@ -333,6 +360,14 @@ static int l_dropout(lua_State *L) {
 static int l_cross_entropy(lua_State *L) {
     farol_tensor *logits = check_tensor(L, 1);
     farol_tensor *labels = check_index_tensor(L, 2, "cross_entropy");
+    int64_t bad = logits->ndim == 2 ? first_beyond(labels, logits->shape[1]) : -1;
+    if (bad >= 0) {
+        lua_Integer v = ((int64_t *)farol_data(labels))[bad] + 1;
+        farol_release(labels);
+        return farol_error(L, "farol: cross_entropy: label %lld (element %lld of labels) is out of range "
+                          "for %lld classes (valid 1..%lld)", v, (lua_Integer)bad + 1,
+                          (lua_Integer)logits->shape[1], (lua_Integer)logits->shape[1]);
+    }
     farol_tensor *out = farol_cross_entropy(logits, labels);
     farol_release(labels);
     push_tensor(L, out);

@@ -159,6 +159,36 @@ int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_
     return n;
 }
 
+/* sizes at i (varargs or one array) with nothing after them */
+static int check_shape_only(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
+    int n = check_sizes(L, i, shape, fn, allow_minus1);
+    int next = lua_istable(L, i) ? i + 1 : i + n;
+    if (!lua_isnone(L, next)) {
+        if (lua_istable(L, i))
+            farol_error(L, "farol: %s: unexpected %s after the array of sizes", fn, luaL_typename(L, next));
+        farol_error(L, "farol: %s: size %d must be an integer, got %s", fn, n + 1, luaL_typename(L, next));
+    }
+    return n;
+}
+
+/* refuses a shape whose element count overflows (the engine's limit is 2^40) */
+static void check_numel(lua_State *L, int n, const int64_t *shape, const char *fn) {
+    int64_t numel = 1;
+    for (int k = 0; k < n; k++)
+        if (__builtin_mul_overflow(numel, shape[k], &numel) || numel > ((int64_t)1 << 40)) {
+            char sh[96];
+            farol_error(L, "farol: %s: shape %s has too many elements (at most 2^40)", fn,
+                        farol_shape_str(n, shape, sh, sizeof sh));
+        }
+}
+
+/* a value stored into an int64 tensor must be an integer: NaN, infinities and
+ * values beyond int64 would be undefined casts */
+static void check_value(lua_State *L, farol_dtype dt, double v, const char *fn) {
+    if (dt == FAROL_I64 && (v != floor(v) || fabs(v) > 9.2e18))
+        farol_error(L, "farol: %s: %g is not an integer (dtype int64)", fn, v);
+}
+
 farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
     if (lua_isnoneornil(L, i)) return def;
     const char *name = lua_tostring(L, i);
@@ -227,19 +257,23 @@ static void fill_values(lua_State *L, int idx, int depth, int ndim, const int64_
     }
 }
 
-farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt) {
+static farol_tensor *table_to_tensor_fn(lua_State *L, int i, farol_dtype dt, const char *fn) {
     int ndim = 0;
     int64_t shape[FAROL_MAX_DIMS];
     i = lua_absindex(L, i);
-    infer_shape(L, i, 0, &ndim, shape, "tensor");
+    infer_shape(L, i, 0, &ndim, shape, fn);
     /* the tensor is pushed first (empty, collectable) so that an error while
      * reading the table cannot leak it */
     farol_tensor *t = farol_empty(ndim, shape, dt);
     push_tensor(L, t);
     int64_t pos = 0;
-    fill_values(L, i, 0, ndim, shape, t, &pos, "tensor");
+    fill_values(L, i, 0, ndim, shape, t, &pos, fn);
     lua_pop(L, 1);  /* the userdata still owns t until the caller re-pushes */
     return farol_retain(t);
+}
+
+farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt) {
+    return table_to_tensor_fn(L, i, dt, "tensor");
 }
 
 /* a detached copy of src with dtype dt */
@@ -258,7 +292,7 @@ farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
         idx = raw_copy(src, FAROL_I64);  /* a private copy: shifted to 0-based below */
         if (!idx) raise_error(L);
     } else if (lua_istable(L, i)) {
-        idx = table_to_tensor(L, i, FAROL_I64);
+        idx = table_to_tensor_fn(L, i, FAROL_I64, fn);
     } else {
         luaL_typeerror(L, i, "index tensor or array");
         return NULL;
@@ -295,6 +329,7 @@ static int make(lua_State *L, make_kind kind, const char *fn) {
     int n = check_sizes(L, 1, shape, fn, false);
     int dt_at = lua_istable(L, 1) ? 2 : n + 1;
     farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, fn);
+    check_numel(L, n, shape, fn);
     farol_tensor *t = NULL;
     switch (kind) {
     case MAKE_EMPTY: t = farol_zeros(n, shape, dt); break; /* zeroed: no stale memory shown */
@@ -318,7 +353,10 @@ static int l_full(lua_State *L) {
     luaL_checktype(L, 1, LUA_TTABLE);
     int n = check_sizes(L, 1, shape, "full", false);
     double v = luaL_checknumber(L, 2);
-    push_tensor(L, farol_full(n, shape, v, opt_dtype(L, 3, FAROL_F32, "full")));
+    farol_dtype dt = opt_dtype(L, 3, FAROL_F32, "full");
+    check_numel(L, n, shape, "full");
+    check_value(L, dt, v, "full");
+    push_tensor(L, farol_full(n, shape, v, dt));
     return 1;
 }
 
@@ -355,6 +393,7 @@ static int l_linspace(lua_State *L) {
 static int l_eye(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 0) return farol_error(L, "farol: eye: n must be non-negative, got %lld", n);
+    check_numel(L, 2, (int64_t[]){n, n}, "eye");
     push_tensor(L, farol_eye(n, opt_dtype(L, 2, FAROL_F32, "eye")));
     return 1;
 }
@@ -440,6 +479,7 @@ static int m_set(lua_State *L) {
     double v = luaL_checknumber(L, 2);
     int64_t idx[FAROL_MAX_DIMS];
     check_element_index(L, t, 3, idx, "set");
+    check_value(L, t->dtype, v, "set");
     if (farol_begin_inplace("set", t) < 0) return raise_error(L);
     farol_set(t, idx, v);
     lua_settop(L, 1);
@@ -478,6 +518,14 @@ static int m_free(lua_State *L) {
 
 /* x[i]: select(1, i), a number when x is 1-D; x.shape, x.grad; methods */
 static int m_index(lua_State *L) {
+    /* (lua_tostring would turn a number key into a string in place) */
+    const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
+    if (k && strcmp(k, "shape") != 0 && strcmp(k, "grad") != 0) {
+        /* method lookup works on freed tensors too, so x:free() is idempotent */
+        lua_pushvalue(L, 2);
+        lua_rawget(L, lua_upvalueindex(1));
+        return 1;
+    }
     farol_tensor *t = check_tensor(L, 1);
     if (lua_type(L, 2) == LUA_TNUMBER) {
         if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
@@ -489,7 +537,6 @@ static int m_index(lua_State *L) {
         push_tensor(L, farol_select(t, 0, i));
         return 1;
     }
-    const char *k = lua_tostring(L, 2);
     if (k && strcmp(k, "shape") == 0) {
         push_shape(L, t);
         return 1;
@@ -514,6 +561,7 @@ static int m_newindex(lua_State *L) {
     int64_t i = check_index(L, 2, t->shape[0], "index");
     farol_tensor *src = test_tensor(L, 3);
     if (!src && lua_type(L, 3) != LUA_TNUMBER) return luaL_typeerror(L, 3, "number or farol.Tensor");
+    if (!src) check_value(L, t->dtype, lua_tonumber(L, 3), "index");
     farol_tensor *view = farol_select(t, 0, i);
     if (!view) return raise_error(L);
     int rc = src ? farol_copy_(view, src) : farol_fill_(view, lua_tonumber(L, 3));
@@ -531,7 +579,9 @@ static int m_copy_(lua_State *L) {
 
 static int m_fill_(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
-    if (farol_fill_(t, luaL_checknumber(L, 2)) < 0) return raise_error(L);
+    double v = luaL_checknumber(L, 2);
+    check_value(L, t->dtype, v, "fill_");
+    if (farol_fill_(t, v) < 0) return raise_error(L);
     lua_settop(L, 1);
     return 1;
 }
@@ -559,7 +609,7 @@ static int m_to(lua_State *L) {
 static int m_view(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
-    int n = check_sizes(L, 2, shape, "view", true);
+    int n = check_shape_only(L, 2, shape, "view", true);
     push_tensor(L, farol_view(t, n, shape));
     return 1;
 }
@@ -567,7 +617,7 @@ static int m_view(lua_State *L) {
 static int m_reshape(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
-    int n = check_sizes(L, 2, shape, "reshape", true);
+    int n = check_shape_only(L, 2, shape, "reshape", true);
     push_tensor(L, farol_reshape(t, n, shape));
     return 1;
 }
@@ -575,7 +625,7 @@ static int m_reshape(lua_State *L) {
 static int m_expand(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
-    int n = check_sizes(L, 2, shape, "expand", true);
+    int n = check_shape_only(L, 2, shape, "expand", true);
     push_tensor(L, farol_expand(t, n, shape));
     return 1;
 }
@@ -620,19 +670,24 @@ static int m_t(lua_State *L) {
 
 static int m_permute(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
-    int64_t raw[FAROL_MAX_DIMS];
     int dims[FAROL_MAX_DIMS];
-    int n = check_sizes(L, 2, raw, "permute", false);
+    bool array = lua_istable(L, 2);
+    int n = array ? (int)luaL_len(L, 2) : lua_gettop(L) - 1;
     if (n != t->ndim) {
         char sh[96];
         return farol_error(L, "farol: permute: %d dims given for a tensor of shape %s", n,
                           farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
     }
     for (int i = 0; i < n; i++) {
-        if (raw[i] < 1 || raw[i] > n)
-            return farol_error(L, "farol: permute: dim %lld is out of range for a %d-d tensor",
-                              (lua_Integer)raw[i], n);
-        dims[i] = (int)raw[i] - 1;
+        if (array) lua_geti(L, 2, i + 1);
+        else lua_pushvalue(L, 2 + i);
+        int isint;
+        lua_tointegerx(L, -1, &isint);
+        if (!isint)
+            return farol_error(L, "farol: permute: dim %d must be an integer, got %s", i + 1,
+                              luaL_typename(L, -1));
+        dims[i] = check_dim(L, lua_gettop(L), n, "permute");
+        lua_pop(L, 1);
     }
     push_tensor(L, farol_permute(t, n, dims));
     return 1;
@@ -652,7 +707,7 @@ static int m_narrow(lua_State *L) {
     int d = check_dim(L, 2, t->ndim, "narrow");
     int64_t start = check_index(L, 3, t->shape[d], "narrow");
     lua_Integer len = luaL_checkinteger(L, 4);
-    if (len < 0 || start + len > t->shape[d])
+    if (len < 0 || len > t->shape[d] - start)
         return farol_error(L, "farol: narrow: start %lld with length %lld does not fit in dim %d of size %lld",
                           (lua_Integer)start + 1, len, d + 1, (lua_Integer)t->shape[d]);
     push_tensor(L, farol_narrow(t, d, start, len));

@@ -348,8 +348,10 @@ static int run_jobs(const conv_plan *p, job_fn body, void *ctx) {
         }
     }
     if (p->nt > 1) {
-        /* openblas_set_num_threads is process-wide; restored right after */
-        int blas_nt = openblas_get_num_threads();
+        /* OpenBLAS on OpenMP runs single-threaded inside a parallel region by
+         * itself; the pthreads build must be told (process-wide, restored
+         * right after) or each call would wake its own pool */
+        int blas_nt = openblas_get_parallel() == 1 ? openblas_get_num_threads() : 1;
         if (blas_nt > 1) openblas_set_num_threads(1);
 #pragma omp parallel num_threads(p->nt)
         {

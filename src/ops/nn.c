@@ -438,9 +438,21 @@ farol_tensor *farol_pad(farol_tensor *x, int npads, const int64_t *pads, double 
                             d + 1);
             return NULL;
         }
+        if (lo > ((int64_t)1 << 40) || hi > ((int64_t)1 << 40)) {
+            farol_set_error("farol: pad: padding (%lld, %lld) for dim %d is too large",
+                            (long long)lo, (long long)hi, d + 1);
+            return NULL;
+        }
         before[d] = lo;
         shape[d] += lo + hi;
     }
+    int64_t numel = 1;
+    for (int d = 0; d < x->ndim; d++)
+        if (__builtin_mul_overflow(numel, shape[d], &numel) || numel > ((int64_t)1 << 40)) {
+            farol_set_error("farol: pad: the padded shape of x %s is too large",
+                            farol_shape_str(x->ndim, x->shape, a, sizeof a));
+            return NULL;
+        }
     farol_tensor *out = farol_full(x->ndim, shape, value, x->dtype);
     if (!out) return NULL;
     copy_region(out, x, before, true);

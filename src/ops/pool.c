@@ -323,6 +323,13 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
                         (long long)oh, (long long)ow);
         return NULL;
     }
+    int64_t area, planes = x->ndim == 4 ? x->shape[0] * x->shape[1] : x->shape[0];
+    if (__builtin_mul_overflow(oh, ow, &area) || __builtin_mul_overflow(area, planes, &area) ||
+        area > ((int64_t)1 << 40)) {
+        farol_set_error("farol: adaptive_avg_pool2d: output size %lld x %lld is too large",
+                        (long long)oh, (long long)ow);
+        return NULL;
+    }
     if (x->shape[x->ndim - 2] < 1 || x->shape[x->ndim - 1] < 1) {
         farol_set_error("farol: adaptive_avg_pool2d: input planes must not be empty, got %lld x %lld",
                         (long long)x->shape[x->ndim - 2], (long long)x->shape[x->ndim - 1]);

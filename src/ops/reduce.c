@@ -57,31 +57,31 @@ static int plan_reduce(const char *fn, const farol_tensor *x, int dim, bool keep
 /* The maximum (want_min: the minimum) of a line of n >= 1 elements at
  * stride s and, with idx, its first index.  NaN counts as the extreme, as in
  * PyTorch.  A vectorised pass finds the value, a short scan its index. */
-#define DEF_EXTREME(T, SUF, ISNAN)                                                    \
-    static inline T extreme_##SUF(const T *x, int64_t n, int64_t s, bool want_min,          \
-                           int64_t *idx) {                                           \
-        T m = x[0];                                                                  \
-        int nan = 0;                                                                 \
-        if (want_min) {                                                              \
-            _Pragma("omp simd reduction(min:m) reduction(|:nan)")                    \
-            for (int64_t i = 0; i < n; i++) {                                        \
-                m = x[i * s] < m ? x[i * s] : m;                                     \
-                nan |= ISNAN(x[i * s]);                                              \
-            }                                                                        \
-        } else {                                                                     \
-            _Pragma("omp simd reduction(max:m) reduction(|:nan)")                    \
-            for (int64_t i = 0; i < n; i++) {                                        \
-                m = x[i * s] > m ? x[i * s] : m;                                     \
-                nan |= ISNAN(x[i * s]);                                              \
-            }                                                                        \
-        }                                                                            \
-        int64_t i = 0;                                                               \
-        if (nan)                                                                     \
-            while (!ISNAN(x[i * s])) i++;                                            \
-        else if (idx)                                                                \
-            while (x[i * s] != m) i++;                                               \
-        if (idx) *idx = i;                                                           \
-        return nan ? x[i * s] : m;                                                   \
+#define DEF_EXTREME(T, SUF, ISNAN)                                                         \
+    static inline T extreme_##SUF(const T *x, int64_t n, int64_t s, bool want_min,         \
+                           int64_t *idx) {                                                 \
+        T m = x[0];                                                                        \
+        int nan = 0;                                                                       \
+        if (want_min) {                                                                    \
+            _Pragma("omp simd reduction(min:m) reduction(|:nan)")                          \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                m = x[i * s] < m ? x[i * s] : m;                                           \
+                nan |= ISNAN(x[i * s]);                                                    \
+            }                                                                              \
+        } else {                                                                           \
+            _Pragma("omp simd reduction(max:m) reduction(|:nan)")                          \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                m = x[i * s] > m ? x[i * s] : m;                                           \
+                nan |= ISNAN(x[i * s]);                                                    \
+            }                                                                              \
+        }                                                                                  \
+        int64_t i = 0;                                                                     \
+        if (nan)                                                                           \
+            while (!ISNAN(x[i * s])) i++;                                                  \
+        else if (idx)                                                                      \
+            while (x[i * s] != m) i++;                                                     \
+        if (idx) *idx = i;                                                                 \
+        return nan ? x[i * s] : m;                                                         \
     }
 
 #define FLOAT_ISNAN(v) ((v) != (v))
@@ -89,33 +89,33 @@ static int plan_reduce(const char *fn, const farol_tensor *x, int dim, bool keep
 
 /* One line reduced in double: the sum (K_SUM, K_MEAN), the sum of squares
  * (K_NORM), the unbiased variance (K_VAR, K_STD) or log-sum-exp (K_LSE). */
-#define DEF_LINE(T, SUF)                                                        \
-    static inline double line_##SUF(kind k, const T *x, int64_t n, int64_t s) {        \
-        double acc = 0;                                                         \
-        if (k == K_SUM || k == K_MEAN) {                                        \
-            _Pragma("omp simd reduction(+:acc)")                                \
-            for (int64_t i = 0; i < n; i++) acc += x[i * s];                    \
-        } else if (k == K_NORM) {                                               \
-            _Pragma("omp simd reduction(+:acc)")                                \
-            for (int64_t i = 0; i < n; i++) acc += (double)x[i * s] * x[i * s]; \
-        } else if (k == K_VAR || k == K_STD) {                                  \
-            if (n < 1) return NAN;                                              \
-            double mean = line_##SUF(K_SUM, x, n, s) / (double)n;               \
-            _Pragma("omp simd reduction(+:acc)")                                \
-            for (int64_t i = 0; i < n; i++) {                                   \
-                double d = x[i * s] - mean;                                     \
-                acc += d * d;                                                   \
-            }                                                                   \
-            acc /= (double)(n - 1);                                             \
-        } else { /* K_LSE, shifted by the max so exp cannot overflow */         \
-            double m = -INFINITY;                                               \
-            for (int64_t i = 0; i < n; i++)                                     \
-                if (x[i * s] > m) m = x[i * s];                                 \
-            if (isinf(m)) return m;                                             \
-            for (int64_t i = 0; i < n; i++) acc += exp(x[i * s] - m);           \
-            acc = m + log(acc);                                                 \
-        }                                                                       \
-        return acc;                                                             \
+#define DEF_LINE(T, SUF)                                                                   \
+    static inline double line_##SUF(kind k, const T *x, int64_t n, int64_t s) {            \
+        double acc = 0;                                                                    \
+        if (k == K_SUM || k == K_MEAN) {                                                   \
+            _Pragma("omp simd reduction(+:acc)")                                           \
+            for (int64_t i = 0; i < n; i++) acc += x[i * s];                               \
+        } else if (k == K_NORM) {                                                          \
+            _Pragma("omp simd reduction(+:acc)")                                           \
+            for (int64_t i = 0; i < n; i++) acc += (double)x[i * s] * x[i * s];            \
+        } else if (k == K_VAR || k == K_STD) {                                             \
+            if (n < 1) return NAN;                                                         \
+            double mean = line_##SUF(K_SUM, x, n, s) / (double)n;                          \
+            _Pragma("omp simd reduction(+:acc)")                                           \
+            for (int64_t i = 0; i < n; i++) {                                              \
+                double d = x[i * s] - mean;                                                \
+                acc += d * d;                                                              \
+            }                                                                              \
+            acc /= (double)(n - 1);                                                        \
+        } else { /* K_LSE, shifted by the max so exp cannot overflow */                    \
+            double m = -INFINITY;                                                          \
+            for (int64_t i = 0; i < n; i++)                                                \
+                if (x[i * s] > m) m = x[i * s];                                            \
+            if (isinf(m)) return m;                                                        \
+            for (int64_t i = 0; i < n; i++) acc += exp(x[i * s] - m);                      \
+            acc = m + log(acc);                                                            \
+        }                                                                                  \
+        return acc;                                                                        \
     }
 
 /* the line result made final: mean divides, std and norm take the root */
@@ -129,107 +129,107 @@ static double finish(kind k, double v, int64_t n) {
 #define CHUNK ((int64_t)1 << 16) /* a full sum is split into chunks this long */
 
 /* x: (outer, n, inner) -> out: (outer, inner), idx: (outer, inner) or NULL */
-#define DEF_REDUCE(T, SUF)                                                              \
-    static void reduce_##SUF(kind k, T *out, int64_t *idx, const T *x, const rplan *p) { \
-        int64_t n = p->n, inner = p->inner, lines = p->outer * inner;                   \
-        bool summing = k == K_SUM || k == K_MEAN;                                       \
-        if (summing && inner > 1) { /* rows added to a block of accumulators */         \
-            int64_t nblk = (inner + COLBLK - 1) / COLBLK;                               \
+#define DEF_REDUCE(T, SUF)                                                                 \
+    static void reduce_##SUF(kind k, T *out, int64_t *idx, const T *x, const rplan *p) {   \
+        int64_t n = p->n, inner = p->inner, lines = p->outer * inner;                      \
+        bool summing = k == K_SUM || k == K_MEAN;                                          \
+        if (summing && inner > 1) { /* rows added to a block of accumulators */            \
+            int64_t nblk = (inner + COLBLK - 1) / COLBLK;                                  \
             _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && p->outer * nblk > 1)") \
-            for (int64_t t = 0; t < p->outer * nblk; t++) {                             \
-                int64_t o = t / nblk, j0 = (t % nblk) * COLBLK;                         \
-                int64_t len = inner - j0 < COLBLK ? inner - j0 : COLBLK;                \
-                double acc[COLBLK] = {0};                                               \
-                for (int64_t i = 0; i < n; i++) {                                       \
-                    const T *row = x + (o * n + i) * inner + j0;                        \
-                    _Pragma("omp simd")                                                 \
-                    for (int64_t j = 0; j < len; j++) acc[j] += row[j];                 \
-                }                                                                       \
-                for (int64_t j = 0; j < len; j++)                                       \
-                    out[o * inner + j0 + j] = (T)finish(k, acc[j], n);                  \
-            }                                                                           \
-            return;                                                                     \
-        }                                                                               \
-        if ((summing || k == K_NORM) && lines == 1 && n > 2 * CHUNK) {                  \
-            /* fixed chunks added in order: the same result for any thread count */     \
-            int64_t nc = (n + CHUNK - 1) / CHUNK;                                       \
-            double part[64], total = 0;                                                 \
-            for (int64_t c0 = 0; c0 < nc; c0 += 64) {                                   \
-                int64_t m = nc - c0 < 64 ? nc - c0 : 64;                                \
-                _Pragma("omp parallel for")                                             \
-                for (int64_t c = 0; c < m; c++) {                                       \
-                    int64_t s = (c0 + c) * CHUNK;                                       \
-                    part[c] = line_##SUF(k, x + s, n - s < CHUNK ? n - s : CHUNK, 1);   \
-                }                                                                       \
-                for (int64_t c = 0; c < m; c++) total += part[c];                       \
-            }                                                                           \
-            out[0] = (T)finish(k, total, n);                                            \
-            return;                                                                     \
-        }                                                                               \
-        _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && lines > 1)")         \
-        for (int64_t l = 0; l < lines; l++) {                                           \
-            const T *line = x + (l / inner) * n * inner + l % inner;                    \
-            if (k == K_AMAX || k == K_AMIN || k == K_MAX_DIM || k == K_MIN_DIM) {       \
-                bool lo = k == K_AMIN || k == K_MIN_DIM;                                \
-                T v = inner == 1 ? extreme_##SUF(line, n, 1, lo, idx ? idx + l : NULL)  \
+            for (int64_t t = 0; t < p->outer * nblk; t++) {                                \
+                int64_t o = t / nblk, j0 = (t % nblk) * COLBLK;                            \
+                int64_t len = inner - j0 < COLBLK ? inner - j0 : COLBLK;                   \
+                double acc[COLBLK] = {0};                                                  \
+                for (int64_t i = 0; i < n; i++) {                                          \
+                    const T *row = x + (o * n + i) * inner + j0;                           \
+                    _Pragma("omp simd")                                                    \
+                    for (int64_t j = 0; j < len; j++) acc[j] += row[j];                    \
+                }                                                                          \
+                for (int64_t j = 0; j < len; j++)                                          \
+                    out[o * inner + j0 + j] = (T)finish(k, acc[j], n);                     \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        if ((summing || k == K_NORM) && lines == 1 && n > 2 * CHUNK) {                     \
+            /* fixed chunks added in order: the same result for any thread count */        \
+            int64_t nc = (n + CHUNK - 1) / CHUNK;                                          \
+            double part[64], total = 0;                                                    \
+            for (int64_t c0 = 0; c0 < nc; c0 += 64) {                                      \
+                int64_t m = nc - c0 < 64 ? nc - c0 : 64;                                   \
+                _Pragma("omp parallel for")                                                \
+                for (int64_t c = 0; c < m; c++) {                                          \
+                    int64_t s = (c0 + c) * CHUNK;                                          \
+                    part[c] = line_##SUF(k, x + s, n - s < CHUNK ? n - s : CHUNK, 1);      \
+                }                                                                          \
+                for (int64_t c = 0; c < m; c++) total += part[c];                          \
+            }                                                                              \
+            out[0] = (T)finish(k, total, n);                                               \
+            return;                                                                        \
+        }                                                                                  \
+        _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && lines > 1)")            \
+        for (int64_t l = 0; l < lines; l++) {                                              \
+            const T *line = x + (l / inner) * n * inner + l % inner;                       \
+            if (k == K_AMAX || k == K_AMIN || k == K_MAX_DIM || k == K_MIN_DIM) {          \
+                bool lo = k == K_AMIN || k == K_MIN_DIM;                                   \
+                T v = inner == 1 ? extreme_##SUF(line, n, 1, lo, idx ? idx + l : NULL)     \
                                  : extreme_##SUF(line, n, inner, lo, idx ? idx + l : NULL); \
-                if (out) out[l] = v;                                                    \
-            } else if (inner == 1) {                                                    \
-                out[l] = (T)finish(k, line_##SUF(k, line, n, 1), n);                    \
-            } else {                                                                    \
-                out[l] = (T)finish(k, line_##SUF(k, line, n, inner), n);                \
-            }                                                                           \
-        }                                                                               \
+                if (out) out[l] = v;                                                       \
+            } else if (inner == 1) {                                                       \
+                out[l] = (T)finish(k, line_##SUF(k, line, n, 1), n);                       \
+            } else {                                                                       \
+                out[l] = (T)finish(k, line_##SUF(k, line, n, inner), n);                   \
+            }                                                                              \
+        }                                                                                  \
     }
 
 /* gin: (outer, n, inner) from g and y (the forward result): (outer, inner),
  * x: (outer, n, inner), idx: (outer, inner) for max/min along a dim */
-#define DEF_BACKWARD(T, SUF)                                                            \
-    static void backward_##SUF(kind k, T *gin, const T *g, const T *x, const T *y,      \
-                               const int64_t *idx, const rplan *p) {                    \
-        int64_t n = p->n, inner = p->inner, lines = p->outer * inner;                   \
-        if (k == K_SUM || k == K_MEAN) { /* g broadcast along the dim, row by row */    \
-            T scale = (T)(k == K_MEAN ? 1.0 / (double)n : 1.0);                         \
-            _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN)")                  \
-            for (int64_t r = 0; r < p->outer * n; r++) {                                \
-                const T *gr = g + (r / n) * inner;                                      \
-                T *row = gin + r * inner;                                               \
-                for (int64_t j = 0; j < inner; j++) row[j] = gr[j] * scale;             \
-            }                                                                           \
-            return;                                                                     \
-        }                                                                               \
-        if (k == K_MAX_DIM || k == K_MIN_DIM) { /* gin is zero; g goes to the index */  \
-            for (int64_t l = 0; l < lines; l++)                                         \
-                gin[(l / inner) * n * inner + idx[l] * inner + l % inner] = g[l];       \
-            return;                                                                     \
-        }                                                                               \
-        _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && lines > 1)")         \
-        for (int64_t l = 0; l < lines; l++) {                                           \
-            int64_t base = (l / inner) * n * inner + l % inner;                         \
-            const T *xl = x + base;                                                     \
-            T *gl = gin + base;                                                         \
-            double gv = g[l], yv = y ? y[l] : 0;                                        \
-            if (k == K_VAR || k == K_STD) {                                             \
-                /* d var / dx_i = 2 (x_i - mean) / (n - 1); std divides by 2 std */     \
-                double mean = line_##SUF(K_SUM, xl, n, inner) / (double)n;              \
-                double c = k == K_VAR ? gv * 2.0 / (double)(n - 1)                      \
-                                      : gv / ((double)(n - 1) * yv);                    \
-                for (int64_t i = 0; i < n; i++)                                         \
-                    gl[i * inner] = (T)(c * (xl[i * inner] - mean));                    \
-            } else if (k == K_AMAX || k == K_AMIN) { /* ties share the gradient */      \
-                int64_t ties = 0;                                                       \
-                for (int64_t i = 0; i < n; i++) ties += xl[i * inner] == (T)yv;         \
-                T share = (T)(gv / (double)(ties ? ties : 1));                          \
-                for (int64_t i = 0; i < n; i++)                                         \
-                    gl[i * inner] = xl[i * inner] == (T)yv ? share : (T)0;              \
-            } else if (k == K_LSE) { /* softmax of the line times g */                  \
-                for (int64_t i = 0; i < n; i++)                                         \
-                    gl[i * inner] = (T)(gv * exp(xl[i * inner] - yv));                  \
-            } else { /* K_NORM: x / |x|, and 0 where the norm is 0 (PyTorch) */         \
-                double c = yv == 0 ? 0 : gv / yv;                                       \
-                for (int64_t i = 0; i < n; i++) gl[i * inner] = (T)(c * xl[i * inner]); \
-            }                                                                           \
-        }                                                                               \
+#define DEF_BACKWARD(T, SUF)                                                               \
+    static void backward_##SUF(kind k, T *gin, const T *g, const T *x, const T *y,         \
+                               const int64_t *idx, const rplan *p) {                       \
+        int64_t n = p->n, inner = p->inner, lines = p->outer * inner;                      \
+        if (k == K_SUM || k == K_MEAN) { /* g broadcast along the dim, row by row */       \
+            T scale = (T)(k == K_MEAN ? 1.0 / (double)n : 1.0);                            \
+            _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN)")                     \
+            for (int64_t r = 0; r < p->outer * n; r++) {                                   \
+                const T *gr = g + (r / n) * inner;                                         \
+                T *row = gin + r * inner;                                                  \
+                for (int64_t j = 0; j < inner; j++) row[j] = gr[j] * scale;                \
+            }                                                                              \
+            return;                                                                        \
+        }                                                                                  \
+        if (k == K_MAX_DIM || k == K_MIN_DIM) { /* gin is zero; g goes to the index */     \
+            for (int64_t l = 0; l < lines; l++)                                            \
+                gin[(l / inner) * n * inner + idx[l] * inner + l % inner] = g[l];          \
+            return;                                                                        \
+        }                                                                                  \
+        _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && lines > 1)")            \
+        for (int64_t l = 0; l < lines; l++) {                                              \
+            int64_t base = (l / inner) * n * inner + l % inner;                            \
+            const T *xl = x + base;                                                        \
+            T *gl = gin + base;                                                            \
+            double gv = g[l], yv = y ? y[l] : 0;                                           \
+            if (k == K_VAR || k == K_STD) {                                                \
+                /* d var / dx_i = 2 (x_i - mean) / (n - 1); std divides by 2 std */        \
+                double mean = line_##SUF(K_SUM, xl, n, inner) / (double)n;                 \
+                double c = k == K_VAR ? gv * 2.0 / (double)(n - 1)                         \
+                                      : gv / ((double)(n - 1) * yv);                       \
+                for (int64_t i = 0; i < n; i++)                                            \
+                    gl[i * inner] = (T)(c * (xl[i * inner] - mean));                       \
+            } else if (k == K_AMAX || k == K_AMIN) { /* ties share the gradient */         \
+                int64_t ties = 0;                                                          \
+                for (int64_t i = 0; i < n; i++) ties += xl[i * inner] == (T)yv;            \
+                T share = (T)(gv / (double)(ties ? ties : 1));                             \
+                for (int64_t i = 0; i < n; i++)                                            \
+                    gl[i * inner] = xl[i * inner] == (T)yv ? share : (T)0;                 \
+            } else if (k == K_LSE) { /* softmax of the line times g */                     \
+                for (int64_t i = 0; i < n; i++)                                            \
+                    gl[i * inner] = (T)(gv * exp(xl[i * inner] - yv));                     \
+            } else { /* K_NORM: x / |x|, and 0 where the norm is 0 (PyTorch) */            \
+                double c = yv == 0 ? 0 : gv / yv;                                          \
+                for (int64_t i = 0; i < n; i++) gl[i * inner] = (T)(c * xl[i * inner]);    \
+            }                                                                              \
+        }                                                                                  \
     }
 
 DEF_EXTREME(float, f32, FLOAT_ISNAN)

@@ -57,8 +57,8 @@ static int infer_shape(const char *fn, const farol_tensor *x, int nd, const int6
             farol_set_error("farol: %s: invalid size %lld in %s", fn, (long long)req[i],
                             farol_shape_str(nd, req, want, sizeof want));
             return -1;
-        } else {
-            known *= req[i];
+        } else if (__builtin_mul_overflow(known, req[i], &known)) {
+            known = INT64_MAX;  /* saturated: no tensor has that many elements */
         }
         out[i] = req[i];
     }

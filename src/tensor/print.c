@@ -40,6 +40,7 @@ static void put_number(strbuf *b, const printer *p, double v) {
     else if (isnan(v)) put(b, "%*s", p->width, "nan");
     else if (isinf(v)) put(b, "%*s", p->width, v > 0 ? "inf" : "-inf");
     else if (p->sci) put(b, "%*.*e", p->width, p->prec, v);
+    else if (p->prec == 0) put(b, "%*.0f.", p->width - 1, v);
     else put(b, "%*.*f", p->width, p->prec, v);
 }
 
@@ -58,7 +59,7 @@ static void scan(const farol_tensor *t, int dim, int64_t *idx, bool summarise,
     }
 }
 
-typedef struct { double maxabs, minabs; bool all_int, nonfinite; } stats;
+typedef struct { double maxabs, minabs, lo, hi; bool all_int, nonfinite; } stats;
 
 static void collect(void *ctx, double v) {
     stats *s = ctx;
@@ -66,6 +67,8 @@ static void collect(void *ctx, double v) {
     double a = fabs(v);
     if (a > s->maxabs) s->maxabs = a;
     if (a > 0 && a < s->minabs) s->minabs = a;
+    if (v < s->lo) s->lo = v;
+    if (v > s->hi) s->hi = v;
     if (v != floor(v)) s->all_int = false;
 }
 
@@ -101,29 +104,22 @@ char *farol_tostring(const farol_tensor *t) {
     strbuf b = {0};
     int64_t idx[FAROL_MAX_DIMS] = {0};
     printer p = {.t = t, .summarise = farol_numel(t) > SUMMARY_THRESHOLD, .width = 1, .prec = 4};
+    stats s = {0, INFINITY, INFINITY, -INFINITY, true, false};
+    scan(t, 0, idx, p.summarise, collect, &s);
     if (t->dtype != FAROL_I64) {
-        stats s = {0, INFINITY, true, false};
-        scan(t, 0, idx, p.summarise, collect, &s);
         p.sci = s.maxabs >= 1e8 || (s.minabs < 1e-4 && s.minabs != INFINITY && !s.all_int);
-        if (s.all_int && s.maxabs < 1e8) p.prec = 0;
+        if (s.all_int && s.maxabs < 1e8) p.prec = 0;  /* whole numbers print as "3." */
     }
-    /* width: the widest printed element */
-    {
-        strbuf w = {0};
-        printer q = p;
-        int width = 1;
-        stats s = {0, INFINITY, true, false};
-        scan(t, 0, idx, p.summarise, collect, &s);
-        double extremes[2] = {s.maxabs, -s.maxabs};
-        for (int i = 0; i < 2; i++) {
-            w.len = 0;
-            put_number(&w, &q, extremes[i]);
-            if ((int)w.len > width) width = (int)w.len;
-        }
-        if (s.nonfinite && width < 4) width = 4;
-        free(w.s);
-        p.width = width;
+    /* width: the widest of the extremes as printed */
+    strbuf w = {0};
+    double extremes[2] = {s.lo, s.hi};
+    for (int i = 0; i < 2 && s.lo <= s.hi; i++) {
+        w.len = 0;
+        put_number(&w, &p, extremes[i]);
+        if ((int)w.len > p.width) p.width = (int)w.len;
     }
+    if (s.nonfinite && p.width < 4) p.width = 4;
+    free(w.s);
     put(&b, "tensor(");
     put_rows(&b, &p, 0, idx);
     char sh[128];

@@ -38,6 +38,7 @@ void farol_contiguous_strides(int ndim, const int64_t *shape, int64_t *strides) 
 }
 
 bool farol_is_contiguous(const farol_tensor *t) {
+    if (farol_numel(t) == 0) return true;
     int64_t s = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] != 1 && t->strides[i] != s) return false;
@@ -128,17 +129,20 @@ static bool shape_ok(const char *fn, int ndim, const int64_t *shape, int64_t *nu
         farol_set_error("farol: %s: %d dims, at most %d are supported", fn, ndim, FAROL_MAX_DIMS);
         return false;
     }
-    int64_t n = 1;
+    /* the product of max(size, 1) bounds the strides as well as the count */
+    int64_t n = 1, span = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             farol_set_error("farol: %s: size %lld of dim %d is negative", fn, (long long)shape[i],
                             i + 1);
             return false;
         }
-        if (__builtin_mul_overflow(n, shape[i], &n) || n > ((int64_t)1 << 40)) {
+        if (__builtin_mul_overflow(span, shape[i] > 0 ? shape[i] : 1, &span) ||
+            span > ((int64_t)1 << 40)) {
             farol_set_error("farol: %s: a tensor of that shape is too large", fn);
             return false;
         }
+        n *= shape[i];
     }
     *numel = n;
     return true;

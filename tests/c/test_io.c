@@ -10,14 +10,12 @@
 
 static char tmp_dir[64];
 
-static int make_tmp_dir(void **state)
-{
+static int make_tmp_dir(void **state) {
     strcpy(tmp_dir, "/tmp/farol_io_XXXXXX");
     return mkdtemp(tmp_dir) ? 0 : -1;
 }
 
-static int remove_tmp_dir(void **state)
-{
+static int remove_tmp_dir(void **state) {
     DIR *d = opendir(tmp_dir);
     struct dirent *e;
     char p[sizeof tmp_dir + sizeof e->d_name];
@@ -30,21 +28,18 @@ static int remove_tmp_dir(void **state)
     return rmdir(tmp_dir);
 }
 
-static const char *tmp_path(const char *name)
-{
+static const char *tmp_path(const char *name) {
     static char p[256];
     snprintf(p, sizeof p, "%s/%s", tmp_dir, name);
     return p;
 }
 
-static void expect_error(const char *want)
-{
+static void expect_error(const char *want) {
     if (!strstr(farol_last_error(), want))
         fail_msg("expected '%s' in the error, got '%s'", want, farol_last_error());
 }
 
-static unsigned char *read_all(const char *path, size_t *len)
-{
+static unsigned char *read_all(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     assert_non_null(f);
     fseek(f, 0, SEEK_END);
@@ -58,21 +53,18 @@ static unsigned char *read_all(const char *path, size_t *len)
     return b;
 }
 
-static void write_all(const char *path, const void *b, size_t n)
-{
+static void write_all(const char *path, const void *b, size_t n) {
     FILE *f = fopen(path, "wb");
     assert_non_null(f);
     assert_int_equal(fwrite(b, 1, n, f), n);
     assert_int_equal(fclose(f), 0);
 }
 
-static void fixture_path(char *p, size_t n, const char *rel)
-{
+static void fixture_path(char *p, size_t n, const char *rel) {
     snprintf(p, n, "%s/%s", FAROL_FIXTURES, rel);
 }
 
-static void assert_shape(const farol_tensor *t, farol_dtype dt, int ndim, const int64_t *shape)
-{
+static void assert_shape(const farol_tensor *t, farol_dtype dt, int ndim, const int64_t *shape) {
     assert_non_null(t);
     assert_int_equal(t->dtype, dt);
     assert_int_equal(t->ndim, ndim);
@@ -81,8 +73,7 @@ static void assert_shape(const farol_tensor *t, farol_dtype dt, int ndim, const 
 
 /* ---- safetensors: the fixtures ---- */
 
-static void load_dir(const char *sub)
-{
+static void load_dir(const char *sub) {
     char dir[512], path[1024];
     fixture_path(dir, sizeof dir, sub);
     DIR *d = opendir(dir);
@@ -109,16 +100,14 @@ static void load_dir(const char *sub)
     assert_true(files >= 10);
 }
 
-static void test_load_all_fixtures(void **state)
-{
+static void test_load_all_fixtures(void **state) {
     size_t live = farol_live_bytes();
     load_dir("saliency");
     load_dir("ops");
     assert_int_equal(farol_live_bytes(), live);
 }
 
-static void test_fixture_linear_scalar(void **state)
-{
+static void test_fixture_linear_scalar(void **state) {
     farol_tensor_dict d = tu_fixture("saliency/linear_scalar.safetensors");
     assert_int_equal(d.n, 6);
     assert_string_equal(d.names[0], "weight");  /* header order is kept */
@@ -134,8 +123,7 @@ static void test_fixture_linear_scalar(void **state)
     farol_dict_free(&d);
 }
 
-static void test_fixture_0d_and_int(void **state)
-{
+static void test_fixture_0d_and_int(void **state) {
     farol_tensor_dict d = tu_fixture("ops/sum.safetensors");
     farol_tensor *out = farol_dict_get(&d, "v1.out");
     assert_shape(out, FAROL_F64, 0, NULL);
@@ -161,8 +149,7 @@ static void test_fixture_0d_and_int(void **state)
     farol_dict_free(&d);
 }
 
-static void test_load_bad_paths(void **state)
-{
+static void test_load_bad_paths(void **state) {
     farol_tensor_dict d;
     assert_int_equal(farol_load_safetensors("/nonexistent/x.safetensors", &d), -1);
     expect_error("farol: load: /nonexistent/x.safetensors: cannot open");
@@ -191,8 +178,7 @@ static void test_load_bad_paths(void **state)
 
 /* 8-byte length field, header text, data_len bytes of data */
 static unsigned char *image(uint64_t hlen_field, const char *json, size_t json_len, size_t data_len,
-                            size_t *len)
-{
+                            size_t *len) {
     *len = 8 + json_len + data_len;
     unsigned char *b = malloc(*len + 1);
     assert_non_null(b);
@@ -202,8 +188,7 @@ static unsigned char *image(uint64_t hlen_field, const char *json, size_t json_l
     return b;
 }
 
-static void expect_reject(const unsigned char *b, size_t len, const char *want)
-{
+static void expect_reject(const unsigned char *b, size_t len, const char *want) {
     farol_tensor_dict d;
     memset(&d, 0xab, sizeof d);
     size_t live = farol_live_bytes();
@@ -218,8 +203,7 @@ static void expect_reject(const unsigned char *b, size_t len, const char *want)
     assert_int_equal(farol_live_bytes(), live);
 }
 
-static void reject_json(const char *json, size_t data_len, const char *want)
-{
+static void reject_json(const char *json, size_t data_len, const char *want) {
     size_t len, n = strlen(json);
     unsigned char *b = image(n, json, n, data_len, &len);
     expect_reject(b, len, want);
@@ -228,8 +212,7 @@ static void reject_json(const char *json, size_t data_len, const char *want)
 
 #define T(body) "{\"t\":{" body "}}"
 
-static void test_reject_corrupt_safetensors(void **state)
-{
+static void test_reject_corrupt_safetensors(void **state) {
     size_t len;
     unsigned char *b = image(2, "{}", 2, 0, &len);
     expect_reject(b, 0, "0 bytes, too short for the 8-byte header length");
@@ -253,11 +236,14 @@ static void test_reject_corrupt_safetensors(void **state)
     reject_json("[1, 2]", 0, "header is not a JSON object");
     reject_json("{} x", 0, "header has bytes after its JSON object (at byte 3)");
     reject_json("{\"a\": 3}", 0, "entry 'a' is not an object");
-    reject_json(T("\"shape\":[1],\"data_offsets\":[0,4]"), 4, "tensor 't': missing or invalid dtype");
-    reject_json(T("\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]"), 4, "missing or invalid dtype");
+    reject_json(T("\"shape\":[1],\"data_offsets\":[0,4]"), 4,
+                "tensor 't': missing or invalid dtype");
+    reject_json(T("\"dtype\":4,\"shape\":[1],\"data_offsets\":[0,4]"), 4,
+                "missing or invalid dtype");
     reject_json(T("\"dtype\":\"BF16\",\"shape\":[1],\"data_offsets\":[0,2]"), 2,
                 "tensor 't': unsupported dtype 'BF16' (farol reads F32, F64, I64)");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,12]"), 12, "shape is not an array");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":3,\"data_offsets\":[0,12]"), 12,
+                "shape is not an array");
     reject_json(T("\"dtype\":\"F32\",\"data_offsets\":[0,12]"), 12, "shape is not an array");
     reject_json(T("\"dtype\":\"F32\",\"shape\":[3,-1],\"data_offsets\":[0,0]"), 0,
                 "shape[1] is not a non-negative integer");
@@ -272,14 +258,20 @@ static void test_reject_corrupt_safetensors(void **state)
     reject_json(T("\"dtype\":\"F64\",\"shape\":[2147483648,2147483648],\"data_offsets\":[0,4]"), 4,
                 "shape overflows the byte count");
     /* no elements, but strides over the other dims would overflow */
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296],\"data_offsets\":[0,0]"), 0,
-                "shape overflows the element count");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1]"), 4, "data_offsets is not two non-negative integers");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]"), 8, "data_offsets is not two");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]"), 4, "data_offsets is not two");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[\"0\",4]"), 4, "data_offsets is not two");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,1e300]"), 4, "data_offsets is not two");
-    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]"), 4, "data_offsets is not two");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[0,4294967296,4294967296],"
+                  "\"data_offsets\":[0,0]"), 0, "shape overflows the element count");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1]"), 4,
+                "data_offsets is not two non-negative integers");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,8]"), 8,
+                "data_offsets is not two");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]"), 4,
+                "data_offsets is not two");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[\"0\",4]"), 4,
+                "data_offsets is not two");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,1e300]"), 4,
+                "data_offsets is not two");
+    reject_json(T("\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[-4,0]"), 4,
+                "data_offsets is not two");
     reject_json(T("\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[8,4]"), 8,
                 "data_offsets [8, 4] has begin > end");
     reject_json(T("\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]"), 8,
@@ -305,8 +297,7 @@ static void test_reject_corrupt_safetensors(void **state)
     expect_error("farol: load: buffer: NULL data of 16 bytes");
 }
 
-static void test_accept_edge_safetensors(void **state)
-{
+static void test_accept_edge_safetensors(void **state) {
     farol_tensor_dict d;
     size_t len;
     /* no tensors; blank padding; an empty tensor inside another's bytes */
@@ -336,8 +327,7 @@ static void test_accept_edge_safetensors(void **state)
 }
 
 /* Every allocation of a load may fail: -1 and nothing leaked, or success. */
-static void test_load_alloc_failures(void **state)
-{
+static void test_load_alloc_failures(void **state) {
     char src[512];
     size_t len;
     fixture_path(src, sizeof src, "saliency/linear_scalar.safetensors");
@@ -363,16 +353,14 @@ static void test_load_alloc_failures(void **state)
 
 /* ---- safetensors: saving ---- */
 
-static void assert_same_values(const farol_tensor *got, const farol_tensor *exp)
-{
+static void assert_same_values(const farol_tensor *got, const farol_tensor *exp) {
     assert_shape(got, exp->dtype, exp->ndim, exp->shape);
     assert_true(farol_is_contiguous(got));
     for (int64_t k = 0; k < farol_numel(exp); k++)
         assert_true(farol_get_flat(got, k) == farol_get_flat(exp, k));
 }
 
-static void test_save_load_round_trip(void **state)
-{
+static void test_save_load_round_trip(void **state) {
     size_t live = farol_live_bytes();
     farol_manual_seed(7);
     farol_tensor *base = farol_randn(2, (int64_t[]){3, 4}, FAROL_F64);
@@ -419,12 +407,12 @@ static void test_save_load_round_trip(void **state)
     assert_int_equal(farol_live_bytes(), live);
 }
 
-static void test_save_metadata_round_trip(void **state)
-{
+static void test_save_metadata_round_trip(void **state) {
     farol_tensor *w = farol_full(1, (int64_t[]){3}, 1.25, FAROL_F32);
     char *names[] = {"layer \"one\".weight"};
     char *keys[] = {"case", "quote", "empty", "unicode"};
-    char *vals[] = {"round_trip", "he said \"hi\"\n\tand left", "", "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"};
+    char *vals[] = {"round_trip", "he said \"hi\"\n\tand left", "",
+                    "\xc3\xa9t\xc3\xa9 \xe2\x9c\x93"};
     farol_tensor_dict d = {1, names, &w, 4, keys, vals};
     const char *p = tmp_path("meta.safetensors");
     if (farol_save_safetensors(p, &d) < 0) fail_msg("%s", farol_last_error());
@@ -440,8 +428,7 @@ static void test_save_metadata_round_trip(void **state)
     farol_release(w);
 }
 
-static void test_save_errors(void **state)
-{
+static void test_save_errors(void **state) {
     farol_tensor *a = farol_zeros(1, (int64_t[]){2}, FAROL_F32);
     farol_tensor *ts[] = {a, a};
     char *dup[] = {"x", "x"}, *reserved[] = {"__metadata__"}, *ok[] = {"x", "y"};
@@ -498,8 +485,7 @@ static void test_save_errors(void **state)
 
 /* magic, version, header length, the dict padded to a multiple of 64, data */
 static unsigned char *npy_image(int major, const char *dict, const void *data, size_t nbytes,
-                                size_t *len)
-{
+                                size_t *len) {
     size_t pre = major == 1 ? 10 : 12, n = strlen(dict);
     size_t hlen = (pre + n + 1 + 63) / 64 * 64 - pre;
     *len = pre + hlen + nbytes;
@@ -516,8 +502,7 @@ static unsigned char *npy_image(int major, const char *dict, const void *data, s
     return b;
 }
 
-static farol_tensor *npy_from(int major, const char *dict, const void *data, size_t nbytes)
-{
+static farol_tensor *npy_from(int major, const char *dict, const void *data, size_t nbytes) {
     size_t len;
     unsigned char *b = npy_image(major, dict, data, nbytes, &len);
     farol_tensor *t = farol_npy_parse(b, len);
@@ -525,8 +510,7 @@ static farol_tensor *npy_from(int major, const char *dict, const void *data, siz
     return t;
 }
 
-static void test_npy_c_order(void **state)
-{
+static void test_npy_c_order(void **state) {
     float f[6] = {0, 1, 2, 3, 4, 5};
     farol_tensor *t = npy_from(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", f,
                                sizeof f);
@@ -536,7 +520,8 @@ static void test_npy_c_order(void **state)
     farol_release(t);
 
     int64_t i[3] = {-1, 0, INT64_MAX};
-    t = npy_from(2, "{\"descr\": \"<i8\", \"shape\": (3L,), \"fortran_order\": False}", i, sizeof i);
+    t = npy_from(2, "{\"descr\": \"<i8\", \"shape\": (3L,), \"fortran_order\": False}", i,
+                 sizeof i);
     if (!t) fail_msg("%s", farol_last_error());
     assert_shape(t, FAROL_I64, 1, (int64_t[]){3});
     assert_memory_equal(farol_data(t), i, sizeof i);
@@ -555,8 +540,7 @@ static void test_npy_c_order(void **state)
     farol_release(t);
 }
 
-static void test_npy_fortran_order(void **state)
-{
+static void test_npy_fortran_order(void **state) {
     /* a[i][j] = 10 i + j stored column by column */
     double f[6] = {0, 10, 1, 11, 2, 12};
     farol_tensor *t = npy_from(1, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }", f,
@@ -578,12 +562,12 @@ static void test_npy_fortran_order(void **state)
     const int64_t *v = farol_data(t);
     for (int i = 0; i < 2; i++)
         for (int j = 0; j < 3; j++)
-            for (int k = 0; k < 4; k++) assert_int_equal(v[12 * i + 4 * j + k], 100 * i + 10 * j + k);
+            for (int k = 0; k < 4; k++)
+                assert_int_equal(v[12 * i + 4 * j + k], 100 * i + 10 * j + k);
     farol_release(t);
 }
 
-static void test_npy_file(void **state)
-{
+static void test_npy_file(void **state) {
     float f[4] = {1, 2, 3, 4};
     size_t len;
     unsigned char *b = npy_image(1, "{'descr': '<f4', 'fortran_order': True, 'shape': (2, 2), }", f,
@@ -604,16 +588,14 @@ static void test_npy_file(void **state)
     free(b);
 }
 
-static void npy_reject(int major, const char *dict, size_t nbytes, const char *want)
-{
+static void npy_reject(int major, const char *dict, size_t nbytes, const char *want) {
     static const unsigned char zeros[64];
     assert_null(npy_from(major, dict, zeros, nbytes));
     expect_error("farol: load: buffer: ");
     expect_error(want);
 }
 
-static void test_npy_reject(void **state)
-{
+static void test_npy_reject(void **state) {
     size_t len;
     unsigned char *b = npy_image(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (1,), }",
                                  "abcd", 4, &len);
@@ -643,14 +625,16 @@ static void test_npy_reject(void **state)
     npy_reject(1, DICT("{'descr': '|u1', %s, 'shape': (1,), }", F), 1,
                "unsupported descr '|u1' (farol reads '<f4', '<f8', '<i8')");
     npy_reject(1, DICT("{'descr': '>f4', %s, 'shape': (1,), }", F), 4, "unsupported descr '>f4'");
-    npy_reject(1, DICT("{'descr': [('a', '<f4')], %s, 'shape': (1,), }", F), 4, "expected a string");
+    npy_reject(1, DICT("{'descr': [('a', '<f4')], %s, 'shape': (1,), }", F), 4,
+               "expected a string");
     npy_reject(1, DICT("{'descr': '<f4', %s, }", F), 4, "header lacks 'shape'");
     npy_reject(1, "{'descr': '<f4', 'shape': (1,)}", 4, "header lacks 'fortran_order'");
     npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (1,), 'x': 1}", F), 4,
                "unexpected key 'x' in the header");
     npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (1,), 'shape': (1,)}", F), 4,
                "duplicate key 'shape'");
-    npy_reject(1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}", 4, "expected True or False");
+    npy_reject(1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (1,)}", 4,
+               "expected True or False");
     npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': [1], }", F), 4, "expected a shape tuple");
     npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (-1,), }", F), 4,
                "expected a non-negative integer in the shape");
@@ -667,7 +651,8 @@ static void test_npy_reject(void **state)
                "shape overflows the element count");
     npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (3,), }", F), 8,
                "data is 8 bytes but <f4 [3] needs 12");
-    npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (1,), } x", F), 4, "characters after the dict");
+    npy_reject(1, DICT("{'descr': '<f4', %s, 'shape': (1,), } x", F), 4,
+               "characters after the dict");
     npy_reject(1, DICT("{'descr' '<f4', %s, 'shape': (1,), }", F), 4, "expected ':'");
     npy_reject(1, "{'descr': '<f4", 4, "unterminated string");
     npy_reject(1, "{'descr': '<\\f4'", 4, "escapes are not supported");
@@ -676,8 +661,7 @@ static void test_npy_reject(void **state)
 #undef DICT
 }
 
-static void test_npy_alloc_failures(void **state)
-{
+static void test_npy_alloc_failures(void **state) {
     double f[6] = {0, 10, 1, 11, 2, 12};
     size_t len, live = farol_live_bytes();
     unsigned char *b = npy_image(1, "{'descr': '<f8', 'fortran_order': True, 'shape': (2, 3), }", f,
@@ -698,8 +682,7 @@ static void test_npy_alloc_failures(void **state)
     free(b);
 }
 
-int main(void)
-{
+int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_all_fixtures),
         cmocka_unit_test(test_fixture_linear_scalar),

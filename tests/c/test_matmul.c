@@ -115,7 +115,7 @@ static void test_matmul_gradcheck(void **state) {
         {1, 2, {4}, {4, 5}, false, false},             /* vector @ matrix */
         {2, 2, {3, 4}, {4, 5}, false, false},
         {3, 3, {2, 3, 4}, {2, 4, 5}, false, false},    /* batched */
-        {3, 2, {2, 3, 4}, {4, 5}, false, false},       /* B shared: batch folded into M, dB into K */
+        {3, 2, {2, 3, 4}, {4, 5}, false, false},       /* B shared: folded into M, dB into K */
         {2, 3, {3, 4}, {2, 4, 5}, false, false},       /* A shared: dA accumulates over the batch */
         {4, 3, {2, 1, 3, 4}, {5, 4, 2}, false, false}, /* batch dims broadcast to (2, 5) */
         {1, 3, {4}, {2, 4, 5}, false, false},
@@ -147,14 +147,15 @@ static void test_linear_gradcheck(void **state) {
         {2, {4, 5}, false, false, true},
         {3, {2, 3, 5}, false, false, true},
         {1, {5}, false, false, false},
-        {2, {5, 4}, true, false, true},                /* x column-major: passed transposed, no copy */
+        {2, {5, 4}, true, false, true},                /* x column-major: Trans, no copy */
         {3, {2, 5, 3}, true, true, true},              /* x strided over its leading dims: copied */
         {2, {4, 5}, false, true, false},               /* w stored (in, out), used transposed */
     };
     int64_t w[] = {3, 5}, wt[] = {5, 3}, b[] = {3};
     for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
         farol_tensor *xs[3] = {tu_randn64(cases[k].nx, cases[k].x, 3 + k),
-                               tu_randn64(2, cases[k].tw ? wt : w, 30 + k), tu_randn64(1, b, 60 + k)};
+                               tu_randn64(2, cases[k].tw ? wt : w, 30 + k),
+                               tu_randn64(1, b, 60 + k)};
         mm_ctx c = {.linear = true, .bias = cases[k].bias, .trans = {cases[k].tx, cases[k].tw}};
         char what[32];
         snprintf(what, sizeof what, "linear case %zu", k);
@@ -169,7 +170,8 @@ static void test_linear_gradcheck(void **state) {
  * (column-major) or a slice that is neither (copied before the GEMM) */
 enum { CONTIG, TRANSPOSED, SLICED };
 
-static farol_tensor *operand(int nd, const int64_t *shape, int layout, farol_dtype dt, uint64_t seed) {
+static farol_tensor *operand(int nd, const int64_t *shape, int layout, farol_dtype dt,
+                             uint64_t seed) {
     int64_t s[FAROL_MAX_DIMS];
     memcpy(s, shape, nd * sizeof *s);
     farol_manual_seed(seed);
@@ -255,14 +257,16 @@ static void test_linear_vs_naive(void **state) {
     for (int dt = 0; dt < 2; dt++) {
         farol_dtype t = dt ? FAROL_F64 : FAROL_F32;
         farol_manual_seed(11);
-        farol_tensor *x = farol_randn(3, xs, t), *w = farol_randn(2, ws, t), *b = farol_randn(1, bs, t);
+        farol_tensor *x = farol_randn(3, xs, t), *w = farol_randn(2, ws, t);
+        farol_tensor *b = farol_randn(1, bs, t);
         farol_tensor *y = farol_linear(x, w, b), *wt = farol_transpose(w, 0, 1);
         farol_tensor *xw = naive_matmul(x, wt);
         assert_int_equal(y->ndim, 3);
         assert_int_equal(y->shape[2], 24);
         for (int64_t i = 0; i < farol_numel(xw); i++) {
             double want = farol_get_flat(xw, i) + farol_get_flat(b, i % 24);
-            assert_true(fabs(farol_get_flat(y, i) - want) <= (dt ? 1e-12 : 1e-4) * (1 + fabs(want)));
+            double tol = (dt ? 1e-12 : 1e-4) * (1 + fabs(want));
+            assert_true(fabs(farol_get_flat(y, i) - want) <= tol);
         }
         farol_tensor *r[] = {x, w, b, y, wt, xw};
         for (int i = 0; i < 6; i++) farol_release(r[i]);

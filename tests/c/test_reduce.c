@@ -97,7 +97,8 @@ static void check_max_min(const char *file, bool is_min) {
     red_ctx c[7];
     for (int v = 0; v < 7; v++) {
         bool full = v == 0 || v == 6;
-        c[v] = (red_ctx){is_min ? farol_amin : farol_amax, full ? PLAIN : is_min ? MIN_DIM : MAX_DIM,
+        c[v] = (red_ctx){is_min ? farol_amin : farol_amax,
+                         full ? PLAIN : is_min ? MIN_DIM : MAX_DIM,
                          full ? ALL : std_dim[v], full ? false : std_keep[v], false};
     }
     check_file(file, 7, c);
@@ -229,7 +230,8 @@ static void test_shapes_and_keepdim(void **state) {
     for (int i = 0; i < 5; i++) farol_release(r[i]);
     /* 0-d input: dim 0 and -1 reduce it to itself */
     farol_tensor *z = farol_scalar(2.5, FAROL_F64);
-    farol_tensor *z1 = farol_sum(z, 0, false), *z2 = farol_amax(z, -1, true), *z3 = farol_softmax(z, 0);
+    farol_tensor *z1 = farol_sum(z, 0, false), *z2 = farol_amax(z, -1, true);
+    farol_tensor *z3 = farol_softmax(z, 0);
     assert_int_equal(z1->ndim, 0);
     assert_int_equal(z2->ndim, 0);
     assert_true(farol_item(z1) == 2.5 && farol_item(z2) == 2.5 && farol_item(z3) == 1.0);
@@ -410,7 +412,8 @@ static void test_dtypes_and_strides(void **state) {
     for (int f = 0; f < 10; f++) {
         for (int d = -1; d < 3; d++) {
             int dim = d < 0 ? ALL : d;
-            red_ctx c = {.f = f < 8 ? fs[f] : NULL, .kind = f < 8 ? PLAIN : f == 8 ? SOFTMAX : LOG_SOFTMAX,
+            red_ctx c = {.f = f < 8 ? fs[f] : NULL,
+                         .kind = f < 8 ? PLAIN : f == 8 ? SOFTMAX : LOG_SOFTMAX,
                          .dim = dim};
             if (f >= 8 && d < 0) continue;
             farol_tensor *a = red_call(&c, &x), *b = red_call(&c, &x32);
@@ -429,6 +432,48 @@ static void test_dtypes_and_strides(void **state) {
     farol_release(x32);
     farol_release(xt);
     farol_release(xtc);
+}
+
+/* float32 softmax (its own vectorised exp) against float64, over a wide
+ * range, with -inf (exact zeros), NaN and large values */
+static void test_softmax_float32(void **state) {
+    (void)state;
+    int64_t sh[] = {64, 300};
+    farol_manual_seed(8);
+    farol_tensor *x = farol_randn(2, sh, FAROL_F64), *big = farol_scalar(30, FAROL_F64);
+    farol_tensor *xs = farol_mul(x, big); /* values over about +-100 */
+    farol_tensor *x32 = farol_to_dtype(xs, FAROL_F32), *x64 = farol_to_dtype(x32, FAROL_F64);
+    for (int lg = 0; lg < 2; lg++) {
+        for (int dim = 0; dim < 2; dim++) {
+            farol_tensor *a = lg ? farol_log_softmax(x32, dim) : farol_softmax(x32, dim);
+            farol_tensor *b = lg ? farol_log_softmax(x64, dim) : farol_softmax(x64, dim);
+            farol_tensor *mx = farol_amax(x64, dim, true);
+            assert_int_equal(a->dtype, FAROL_F32);
+            /* float32 rounds d = x - max by up to |d| * 2^-24: exp turns that
+             * into a relative error (softmax) or an absolute one (log) */
+            for (int64_t i = 0; i < 64 * 300; i++) {
+                double mxv = farol_get_flat(mx, dim ? i / 300 : i % 300);
+                double d = fabs(farol_get_flat(x64, i) - mxv);
+                double got = farol_get_flat(a, i), want = farol_get_flat(b, i);
+                double tol = 1e-6 + 1.2e-7 * d;
+                if (!(fabs(got - want) <= (lg ? tol : tol * want + 1.2e-38))) /* FLT_MIN */
+                    fail_msg("%s dim %d: element %lld is %.9g, expected %.9g",
+                             lg ? "log_softmax" : "softmax", dim, (long long)i, got, want);
+            }
+            farol_release(a);
+            farol_release(b);
+            farol_release(mx);
+        }
+    }
+    float v[] = {-INFINITY, 0, 1e4f, -INFINITY, 1e4f, -1e4f, NAN, 1, -INFINITY, 3, -100, 2};
+    farol_tensor *m = farol_from_data(2, (int64_t[]){3, 4}, FAROL_F32, v);
+    farol_tensor *sm = farol_softmax(m, 1);
+    const float *y = farol_data(sm);
+    assert_true(y[0] == 0 && y[1] == 0 && y[3] == 0 && y[2] == 1);
+    for (int i = 4; i < 8; i++) assert_true(isnan(y[i]));
+    assert_true(y[8] == 0 && fabsf(y[9] - 1 / (1 + expf(-1))) < 1e-7f && y[10] < 1e-40f);
+    farol_tensor *r[] = {x, big, xs, x32, x64, m, sm};
+    for (int i = 0; i < 7; i++) farol_release(r[i]);
 }
 
 /* ---- sum_to ---- */
@@ -532,6 +577,7 @@ int main(void) {
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_fast_paths),
         cmocka_unit_test(test_dtypes_and_strides),
+        cmocka_unit_test(test_softmax_float32),
         cmocka_unit_test(test_sum_to),
         cmocka_unit_test(test_alloc_failures),
     };

@@ -22,7 +22,8 @@ function H.close(got, exp, rtol, atol, what)
   local n = g:numel()
   for i = 1, n do
     local a, b = g[i], e[i]
-    if not (a == b or math.abs(a - b) <= atol + rtol * math.abs(b)) then
+    local both_nan = a ~= a and b ~= b
+    if not (a == b or both_nan or math.abs(a - b) <= atol + rtol * math.abs(b)) then
       error(string.format("%s: element %d is %.10g, expected %.10g (rtol %g, atol %g)",
                           what, i, a, b, rtol, atol), 2)
     end
