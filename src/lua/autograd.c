@@ -61,7 +61,6 @@ static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *w
 static int l_grad(lua_State *L) {
     lua_settop(L, 3);  /* the lists below are pushed above the arguments */
     farol_tensor **outs, **ins, **gouts = NULL, **grads;
-    lua_settop(L, 3);  /* the lists pushed below must not shift grad_outputs */
     int n_out = tensor_list(L, 1, &outs, "outputs", false);
     int n_in = tensor_list(L, 2, &ins, "inputs", false);
     if (n_out == 0 || n_in == 0) return farol_error(L, "farol: grad: outputs and inputs must not be empty");

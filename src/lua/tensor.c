@@ -173,13 +173,16 @@ static int check_shape_only(lua_State *L, int i, int64_t *shape, const char *fn,
 
 /* refuses a shape whose element count overflows (the engine's limit is 2^40) */
 static void check_numel(lua_State *L, int n, const int64_t *shape, const char *fn) {
-    int64_t numel = 1;
-    for (int k = 0; k < n; k++)
-        if (__builtin_mul_overflow(numel, shape[k], &numel) || numel > ((int64_t)1 << 40)) {
-            char sh[96];
-            farol_error(L, "farol: %s: shape %s has too many elements (at most 2^40)", fn,
-                        farol_shape_str(n, shape, sh, sizeof sh));
-        }
+    int64_t numel = 1, span = 1;  /* span: the non-zero sizes, which the strides multiply */
+    bool bad = false;
+    for (int k = 0; k < n && !bad; k++)
+        bad = __builtin_mul_overflow(numel, shape[k], &numel) ||
+              __builtin_mul_overflow(span, shape[k] ? shape[k] : 1, &span);
+    if (bad || span > ((int64_t)1 << 40)) {  /* numel <= span */
+        char sh[96];
+        farol_error(L, "farol: %s: shape %s has too many elements (at most 2^40)", fn,
+                    farol_shape_str(n, shape, sh, sizeof sh));
+    }
 }
 
 /* a value stored into an int64 tensor must be an integer: NaN, infinities and
@@ -237,7 +240,9 @@ static void fill_values(lua_State *L, int idx, int depth, int ndim, const int64_
         int64_t k = (*pos)++;
         if (t->dtype == FAROL_F32) ((float *)farol_data(t))[k] = (float)v;
         else if (t->dtype == FAROL_F64) ((double *)farol_data(t))[k] = v;
-        else {
+        else if (lua_isinteger(L, idx)) {  /* exact, beyond 2^53 too */
+            ((int64_t *)farol_data(t))[k] = lua_tointeger(L, idx);
+        } else {
             if (v != floor(v) || fabs(v) > 9.2e18)
                 farol_error(L, "farol: %s: %g is not an integer (dtype int64)", fn, v);
             ((int64_t *)farol_data(t))[k] = (int64_t)v;

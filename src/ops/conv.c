@@ -15,10 +15,14 @@
 #include <cblas.h>
 #include <limits.h>
 #include <omp.h>
-#include <stdio.h>
 
 /* Narrower GEMMs run well below peak: batch images up to this many columns. */
 #define CONV_MIN_COLS 256
+/* Columns are made a tile of output rows at a time, about this big, so
+ * that they stay in L2 between im2col and the GEMM. */
+#ifndef CONV_TILE_BYTES
+#define CONV_TILE_BYTES ((int64_t)512 << 10)
+#endif
 /* Below this many multiply-adds, threads cost more than they save. */
 #define CONV_PAR_MIN_MACS ((int64_t)1 << 21)
 
@@ -165,18 +169,30 @@ void farol_conv2d_backward_weight_naive(double *dw, const double *dout, const do
 
 /* ---- rows: the only code that knows the element type ---- */
 
-/* dst[i] = src[i * step], i < n */
-static void row_gather(farol_dtype dt, char *dst, const char *src, int64_t step, int64_t n) {
-    if (step == 1) {
-        memcpy(dst, src, (size_t)n * farol_dtype_size(dt));
-    } else if (dt == FAROL_F32) {
-        float *d = (float *)dst;
-        const float *s = (const float *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i * step];
+/* dst[0, n) = 0 except dst[lo + i] = src[i * step] for i < hi - lo.  Rows
+ * are short (a few dozen elements): plain loops beat memset/memcpy calls. */
+static inline void row_window(farol_dtype dt, char *dst, const char *src, int64_t step, int64_t lo,
+                              int64_t hi, int64_t n) {
+    if (dt == FAROL_F32) {
+        float *restrict d = (float *)dst;
+        const float *restrict s = (const float *)src;
+        for (int64_t i = 0; i < lo; i++) d[i] = 0.0f;
+        if (step == 1)
+#pragma omp simd
+            for (int64_t i = 0; i < hi - lo; i++) d[lo + i] = s[i];
+        else
+            for (int64_t i = 0; i < hi - lo; i++) d[lo + i] = s[i * step];
+        for (int64_t i = hi; i < n; i++) d[i] = 0.0f;
     } else {
-        double *d = (double *)dst;
-        const double *s = (const double *)src;
-        for (int64_t i = 0; i < n; i++) d[i] = s[i * step];
+        double *restrict d = (double *)dst;
+        const double *restrict s = (const double *)src;
+        for (int64_t i = 0; i < lo; i++) d[i] = 0.0;
+        if (step == 1)
+#pragma omp simd
+            for (int64_t i = 0; i < hi - lo; i++) d[lo + i] = s[i];
+        else
+            for (int64_t i = 0; i < hi - lo; i++) d[lo + i] = s[i * step];
+        for (int64_t i = hi; i < n; i++) d[i] = 0.0;
     }
 }
 
@@ -236,13 +252,14 @@ static void gemm(farol_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
 
 /* ---- im2col / col2im ---- */
 
-/* x: (Cg, H, W) of one image and group -> col: (Cg*kh*kw, OH*OW), rows ld
- * elements apart.  Padding becomes zeros. */
+/* x: (Cg, H, W) of one image and group -> col: (Cg*kh*kw, (oh1-oh0)*OW),
+ * the receptive fields of output rows [oh0, oh1), rows ld elements apart.
+ * Padding becomes zeros. */
 static void im2col(const farol_conv_geom *g, farol_dtype dt, char *col, int64_t ld, const char *x,
-                   int64_t Cg) {
+                   int64_t Cg, int64_t oh0, int64_t oh1) {
     size_t es = farol_dtype_size(dt);
-    int64_t OW = g->OW, OHW = g->OH * g->OW;
-#pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * OHW > FAROL_PAR_MIN)
+    int64_t OW = g->OW;
+#pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * (oh1 - oh0) * OW > FAROL_PAR_MIN)
     for (int64_t c = 0; c < Cg; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
@@ -250,44 +267,40 @@ static void im2col(const farol_conv_geom *g, farol_dtype dt, char *col, int64_t 
                 int64_t hlo, hhi, wlo, whi;
                 valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
                 valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
-                memset(row, 0, (size_t)(hlo * OW) * es);
+                hlo = hlo < oh0 ? oh0 : hlo > oh1 ? oh1 : hlo;
+                hhi = hhi > oh1 ? oh1 : hhi < hlo ? hlo : hhi;
+                memset(row, 0, (size_t)((hlo - oh0) * OW) * es);
                 for (int64_t oh = hlo; oh < hhi; oh++) {
-                    char *r = row + (size_t)(oh * OW) * es;
                     int64_t ih = oh * g->sh - g->ph + ki * g->dh;
                     int64_t iw = wlo * g->sw - g->pw + kj * g->dw;
-                    memset(r, 0, (size_t)wlo * es);
-                    row_gather(dt, r + wlo * es, x + (size_t)((c * g->H + ih) * g->W + iw) * es, g->sw,
-                               whi - wlo);
-                    memset(r + whi * es, 0, (size_t)(OW - whi) * es);
+                    row_window(dt, row + (size_t)((oh - oh0) * OW) * es,
+                               x + (size_t)((c * g->H + ih) * g->W + iw) * es, g->sw, wlo, whi, OW);
                 }
-                memset(row + (size_t)(hhi * OW) * es, 0, (size_t)(OHW - hhi * OW) * es);
+                memset(row + (size_t)((hhi - oh0) * OW) * es, 0, (size_t)((oh1 - hhi) * OW) * es);
             }
 }
 
-/* col: (Cg*kh*kw, OH*OW), rows ld apart -> dx: (Cg, H, W), overwritten:
- * every column adds into the input position it was gathered from. */
+/* col: (Cg*kh*kw, (oh1-oh0)*OW) for output rows [oh0, oh1), rows ld apart
+ * -> dx: (Cg, H, W): every column adds into the input it was gathered from. */
 static void col2im(const farol_conv_geom *g, farol_dtype dt, char *dx, const char *col, int64_t ld,
-                   int64_t Cg) {
+                   int64_t Cg, int64_t oh0, int64_t oh1) {
     size_t es = farol_dtype_size(dt);
     int64_t OW = g->OW, HW = g->H * g->W;
-#pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * g->OH * OW > FAROL_PAR_MIN)
-    for (int64_t c = 0; c < Cg; c++) {
-        char *plane = dx + (size_t)(c * HW) * es;
-        memset(plane, 0, (size_t)HW * es);
+#pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * (oh1 - oh0) * OW > FAROL_PAR_MIN)
+    for (int64_t c = 0; c < Cg; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
                 const char *row = col + (size_t)(((c * g->kh + ki) * g->kw + kj) * ld) * es;
                 int64_t hlo, hhi, wlo, whi;
                 valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
                 valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
-                for (int64_t oh = hlo; oh < hhi; oh++) {
+                for (int64_t oh = hlo > oh0 ? hlo : oh0; oh < hhi && oh < oh1; oh++) {
                     int64_t ih = oh * g->sh - g->ph + ki * g->dh;
                     int64_t iw = wlo * g->sw - g->pw + kj * g->dw;
-                    row_axpy(dt, plane + (size_t)(ih * g->W + iw) * es, g->sw,
-                             row + (size_t)(oh * OW + wlo) * es, 1, whi - wlo, 1.0);
+                    row_axpy(dt, dx + (size_t)(c * HW + ih * g->W + iw) * es, g->sw,
+                             row + (size_t)((oh - oh0) * OW + wlo) * es, 1, whi - wlo, 1.0);
                 }
             }
-    }
 }
 
 /* ---- the GEMM path ---- */
@@ -299,11 +312,14 @@ typedef struct {
     int64_t Cg, Kg, Ckk, HW, OHW;
     int64_t nb;          /* images per GEMM */
     int64_t jobs;        /* ceil(N / nb) */
+    int64_t th;          /* output rows per column tile (all of them when nb > 1) */
     bool direct;         /* 1x1, stride 1, no padding, one image: x is the column matrix */
     int nt;              /* threads */
-    size_t col_bytes;    /* per thread: (Ckk, nb*OHW) columns */
+    size_t col_bytes;    /* per thread: (Ckk, columns of a tile) */
     size_t buf_bytes;    /* per thread: (Kg, nb*OHW) output or gradient block */
 } conv_plan;
+
+static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
 
 static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt) {
     p->g = g;
@@ -328,9 +344,18 @@ static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt) {
     p->nt = p->jobs >= nt ? nt : 1;
     p->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
                 p->nb == 1;
-    size_t cols = (size_t)(p->nb * p->OHW);
-    p->col_bytes = p->direct ? 0 : ((size_t)p->Ckk * cols * p->es + 63) & ~(size_t)63;
-    p->buf_bytes = p->nb > 1 ? ((size_t)p->Kg * cols * p->es + 63) & ~(size_t)63 : 0;
+    /* tiles of output rows keep the columns in cache, but no narrower than
+     * CONV_MIN_COLS */
+    p->th = g->OH;
+    if (p->nb == 1 && !p->direct) {
+        int64_t by_bytes = CONV_TILE_BYTES / ((int64_t)p->es * p->Ckk * g->OW);
+        int64_t by_width = (CONV_MIN_COLS + g->OW - 1) / g->OW;
+        p->th = by_bytes > by_width ? by_bytes : by_width;
+        if (p->th > g->OH) p->th = g->OH;
+    }
+    size_t cols = (size_t)(p->nb > 1 ? p->nb * p->OHW : p->th * g->OW);
+    p->col_bytes = p->direct ? 0 : round64((size_t)p->Ckk * cols * p->es);
+    p->buf_bytes = p->nb > 1 ? round64((size_t)(p->Kg * p->nb * p->OHW) * p->es) : 0;
 }
 
 /* Runs body(p, job, thread scratch) over all jobs: spread over threads
@@ -374,39 +399,78 @@ typedef struct {
     const char *x, *w, *b, *gout;
 } conv_io;
 
+/* A job is cnt images from n0: one block of all their columns when they
+ * are batched (cnt > 1), else tiles of th output rows of one image.  A
+ * block's columns are image-major, (oh1 - oh0) * OW per image. */
+typedef struct {
+    int64_t n0, cnt, oh0, oh1, ncols;
+} conv_block;
+
+static int64_t job_blocks(const conv_plan *p, int64_t job, conv_block *b) {
+    b->n0 = job * p->nb;
+    b->cnt = p->g->N - b->n0 < p->nb ? p->g->N - b->n0 : p->nb;
+    return b->cnt > 1 ? 1 : (p->g->OH + p->th - 1) / p->th;
+}
+
+static void block_rows(const conv_plan *p, conv_block *b, int64_t t) {
+    b->oh0 = t * p->th;
+    b->oh1 = b->oh0 + p->th < p->g->OH ? b->oh0 + p->th : p->g->OH;
+    b->ncols = b->cnt * (b->oh1 - b->oh0) * p->g->OW;
+}
+
+/* the block's columns of group gi: im2col, or x itself for a direct 1x1 */
+static const char *block_cols(const conv_plan *p, const conv_io *io, const conv_block *b, int64_t gi,
+                              char *col) {
+    const farol_conv_geom *g = p->g;
+    const char *x = io->x + (size_t)((b->n0 * g->C + gi * p->Cg) * p->HW) * p->es;
+    if (p->direct) return x;
+    int64_t per = (b->oh1 - b->oh0) * g->OW;
+    for (int64_t i = 0; i < b->cnt; i++)
+        im2col(g, p->dt, col + (size_t)(i * per) * p->es, b->ncols, x + (size_t)(i * g->C * p->HW) * p->es,
+               p->Cg, b->oh0, b->oh1);
+    return col;
+}
+
+/* C: (Kg, n) rows ld apart = the bias of each row's channel, so that the
+ * GEMM can accumulate onto it (beta 1 also spares OpenBLAS zeroing C) */
+static void fill_bias(farol_dtype dt, char *c, int64_t Kg, int64_t n, int64_t ld, const char *b) {
+    for (int64_t k = 0; k < Kg; k++) {
+        if (dt == FAROL_F32) {
+            float *d = (float *)c + k * ld, v = ((const float *)b)[k];
+            for (int64_t q = 0; q < n; q++) d[q] = v;
+        } else {
+            double *d = (double *)c + k * ld, v = ((const double *)b)[k];
+            for (int64_t q = 0; q < n; q++) d[q] = v;
+        }
+    }
+}
+
 /* out[n0 .. n0+cnt) = W @ im2col(x) + b, one group at a time */
 static void forward_job(const conv_plan *p, void *ctx, int64_t job, int tid, char *col, char *buf) {
     const conv_io *io = ctx;
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
-    int64_t n0 = job * p->nb, cnt = g->N - n0 < p->nb ? g->N - n0 : p->nb, ncols = cnt * p->OHW;
+    conv_block b;
+    int64_t tiles = job_blocks(p, job, &b);
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es, *cols = col;
-        if (p->direct)
-            cols = io->x + (size_t)((n0 * g->C + gi * p->Cg) * p->HW) * es;
-        else
-            for (int64_t i = 0; i < cnt; i++)
-                im2col(g, p->dt, col + (size_t)(i * p->OHW) * es, ncols,
-                       io->x + (size_t)(((n0 + i) * g->C + gi * p->Cg) * p->HW) * es, p->Cg);
-        char *c = cnt == 1 ? io->out + (size_t)((n0 * g->K + gi * p->Kg) * p->OHW) * es : buf;
-        gemm(p->dt, false, false, p->Kg, ncols, p->Ckk, wg, p->Ckk, cols, ncols, 0.0, c, ncols);
-        /* rows of the block go to their image (when batched) and get the bias */
-        for (int64_t i = 0; i < cnt; i++)
-            for (int64_t k = 0; k < p->Kg; k++) {
-                int64_t ch = gi * p->Kg + k;
-                char *dst = io->out + (size_t)(((n0 + i) * g->K + ch) * p->OHW) * es;
-                if (cnt > 1) memcpy(dst, buf + (size_t)(k * ncols + i * p->OHW) * es, p->OHW * es);
-                if (io->b) {
-                    double bv = elem(p->dt, io->b, ch);
-                    if (p->dt == FAROL_F32) {
-                        float *d = (float *)dst, bf = (float)bv;
-                        for (int64_t q = 0; q < p->OHW; q++) d[q] += bf;
-                    } else {
-                        double *d = (double *)dst;
-                        for (int64_t q = 0; q < p->OHW; q++) d[q] += bv;
-                    }
-                }
-            }
+        const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es;
+        const char *bg = io->b ? io->b + (size_t)(gi * p->Kg) * es : NULL;
+        char *outg = io->out + (size_t)((b.n0 * g->K + gi * p->Kg) * p->OHW) * es;
+        for (int64_t t = 0; t < tiles; t++) {
+            block_rows(p, &b, t);
+            const char *cols = block_cols(p, io, &b, gi, col);
+            /* one image writes in place; a batch goes through buf */
+            char *c = b.cnt == 1 ? outg + (size_t)(b.oh0 * g->OW) * es : buf;
+            int64_t ldc = b.cnt == 1 ? p->OHW : b.ncols;
+            if (bg) fill_bias(p->dt, c, p->Kg, b.ncols, ldc, bg);
+            gemm(p->dt, false, false, p->Kg, b.ncols, p->Ckk, wg, p->Ckk, cols, b.ncols, bg ? 1.0 : 0.0,
+                 c, ldc);
+        }
+        if (b.cnt > 1)
+            for (int64_t i = 0; i < b.cnt; i++)
+                for (int64_t k = 0; k < p->Kg; k++)
+                    memcpy(outg + (size_t)((i * g->K + k) * p->OHW) * es,
+                           buf + (size_t)(k * b.ncols + i * p->OHW) * es, p->OHW * es);
     }
 }
 
@@ -415,40 +479,44 @@ static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, ch
     const conv_io *io = ctx;
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
-    int64_t n0 = job * p->nb, cnt = g->N - n0 < p->nb ? g->N - n0 : p->nb, ncols = cnt * p->OHW;
+    conv_block b;
+    int64_t tiles = job_blocks(p, job, &b);
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        /* G for this group: (Kg, ncols) */
-        const char *gm = io->gout + (size_t)((n0 * g->K + gi * p->Kg) * p->OHW) * es;
-        if (cnt > 1) {
-            for (int64_t i = 0; i < cnt; i++)
+        const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es;
+        /* G of this group: (Kg, OHW) rows OHW apart, or batched into buf */
+        const char *gm = io->gout + (size_t)((b.n0 * g->K + gi * p->Kg) * p->OHW) * es;
+        int64_t ldg = p->OHW;
+        if (b.cnt > 1) {
+            int64_t n = b.cnt * p->OHW;
+            for (int64_t i = 0; i < b.cnt; i++)
                 for (int64_t k = 0; k < p->Kg; k++)
-                    memcpy(buf + (size_t)(k * ncols + i * p->OHW) * es,
-                           io->gout + (size_t)(((n0 + i) * g->K + gi * p->Kg + k) * p->OHW) * es,
-                           p->OHW * es);
+                    memcpy(buf + (size_t)(k * n + i * p->OHW) * es,
+                           gm + (size_t)((i * g->K + k) * p->OHW) * es, p->OHW * es);
             gm = buf;
+            ldg = n;
         }
-        if (io->dx) {
-            const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es;
-            char *dxg = io->dx + (size_t)((n0 * g->C + gi * p->Cg) * p->HW) * es;
-            if (p->direct) {
-                gemm(p->dt, true, false, p->Cg, ncols, p->Kg, wg, p->Ckk, gm, ncols, 0.0, dxg, ncols);
-            } else {
-                gemm(p->dt, true, false, p->Ckk, ncols, p->Kg, wg, p->Ckk, gm, ncols, 0.0, col, ncols);
-                for (int64_t i = 0; i < cnt; i++)
-                    col2im(g, p->dt, dxg + (size_t)(i * g->C * p->HW) * es,
-                           col + (size_t)(i * p->OHW) * es, ncols, p->Cg);
+        char *dxg = io->dx ? io->dx + (size_t)((b.n0 * g->C + gi * p->Cg) * p->HW) * es : NULL;
+        if (dxg && !p->direct)
+            for (int64_t i = 0; i < b.cnt; i++)
+                memset(dxg + (size_t)(i * g->C * p->HW) * es, 0, (size_t)(p->Cg * p->HW) * es);
+        for (int64_t t = 0; t < tiles; t++) {
+            block_rows(p, &b, t);
+            const char *gt = gm + (size_t)(b.oh0 * g->OW) * es;
+            if (dxg && p->direct) {
+                gemm(p->dt, true, false, p->Cg, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, dxg, p->HW);
+            } else if (dxg) {
+                gemm(p->dt, true, false, p->Ckk, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, col, b.ncols);
+                int64_t per = (b.oh1 - b.oh0) * g->OW;
+                for (int64_t i = 0; i < b.cnt; i++)
+                    col2im(g, p->dt, dxg + (size_t)(i * g->C * p->HW) * es, col + (size_t)(i * per) * es,
+                           b.ncols, p->Cg, b.oh0, b.oh1);
             }
-        }
-        if (io->dw) {
-            const char *cols = col;
-            if (p->direct)
-                cols = io->x + (size_t)((n0 * g->C + gi * p->Cg) * p->HW) * es;
-            else
-                for (int64_t i = 0; i < cnt; i++)
-                    im2col(g, p->dt, col + (size_t)(i * p->OHW) * es, ncols,
-                           io->x + (size_t)(((n0 + i) * g->C + gi * p->Cg) * p->HW) * es, p->Cg);
-            char *acc = io->dw + (size_t)((tid * g->K + gi * p->Kg) * p->Ckk) * es;
-            gemm(p->dt, false, true, p->Kg, p->Ckk, ncols, gm, ncols, cols, ncols, 1.0, acc, p->Ckk);
+            if (io->dw) {
+                const char *cols = block_cols(p, io, &b, gi, col);
+                char *acc = io->dw + (size_t)((tid * g->K + gi * p->Kg) * p->Ckk) * es;
+                gemm(p->dt, false, true, p->Kg, p->Ckk, b.ncols, gt, ldg, cols, p->direct ? p->HW : b.ncols,
+                     1.0, acc, p->Ckk);
+            }
         }
     }
 }

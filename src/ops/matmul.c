@@ -161,6 +161,24 @@ static void batched_gemm(farol_dtype dt, int nb, const int64_t *bshape, mat a, m
         memset(c.data, 0, cbytes);
         beta = 1;
     }
+    /* Many small products (attention heads) thread poorly inside BLAS: run
+     * them one per thread instead (OpenBLAS is single-threaded inside an
+     * OpenMP region).  Not when C accumulates: threads would share it. */
+    if (!accumulate && count >= 2 && M * N * K <= ((int64_t)1 << 22)) {
+        #pragma omp parallel for schedule(static) if (count * M * N * K > FAROL_PAR_MIN * 8)
+        for (int64_t t = 0; t < count; t++) {
+            int64_t rem = t, ao_t = 0, bo_t = 0, co_t = 0;
+            for (int i = nb - 1; i >= 0; i--) {
+                int64_t k = rem % bshape[i];
+                rem /= bshape[i];
+                ao_t += k * a.bstr[i];
+                bo_t += k * b.bstr[i];
+                co_t += k * c.bstr[i];
+            }
+            gemm(dt, &a, &b, &c, ao_t, bo_t, co_t, beta);
+        }
+        return;
+    }
     int64_t idx[FAROL_MAX_DIMS] = {0}, ao = 0, bo = 0, co = 0;
     for (int64_t t = 0; t < count; t++) {
         gemm(dt, &a, &b, &c, ao, bo, co, beta);

@@ -44,7 +44,7 @@ static int infer_shape(const char *fn, const farol_tensor *x, int nd, const int6
         return -1;
     }
     int infer = -1;
-    int64_t known = 1;
+    int64_t known = 1, span = 1;
     for (int i = 0; i < nd; i++) {
         if (req[i] == -1) {
             if (infer >= 0) {
@@ -57,8 +57,14 @@ static int infer_shape(const char *fn, const farol_tensor *x, int nd, const int6
             farol_set_error("farol: %s: invalid size %lld in %s", fn, (long long)req[i],
                             farol_shape_str(nd, req, want, sizeof want));
             return -1;
-        } else if (__builtin_mul_overflow(known, req[i], &known)) {
-            known = INT64_MAX;  /* saturated: no tensor has that many elements */
+        } else {
+            /* the non-zero sizes multiply into the strides: at most 2^40, like numel */
+            if (__builtin_mul_overflow(span, req[i] ? req[i] : 1, &span) || span > ((int64_t)1 << 40)) {
+                farol_set_error("farol: %s: shape %s is too large", fn,
+                                farol_shape_str(nd, req, want, sizeof want));
+                return -1;
+            }
+            known *= req[i];  /* known <= span */
         }
         out[i] = req[i];
     }

@@ -105,7 +105,7 @@ char *farol_tostring(const farol_tensor *t) {
     int64_t idx[FAROL_MAX_DIMS] = {0};
     printer p = {.t = t, .summarise = farol_numel(t) > SUMMARY_THRESHOLD, .width = 1, .prec = 4};
     stats s = {0, INFINITY, INFINITY, -INFINITY, true, false};
-    scan(t, 0, idx, p.summarise, collect, &s);
+    if (farol_numel(t) > 0) scan(t, 0, idx, p.summarise, collect, &s);
     if (t->dtype != FAROL_I64) {
         p.sci = s.maxabs >= 1e8 || (s.minabs < 1e-4 && s.minabs != INFINITY && !s.all_int);
         if (s.all_int && s.maxabs < 1e8) p.prec = 0;  /* whole numbers print as "3." */
@@ -121,7 +121,8 @@ char *farol_tostring(const farol_tensor *t) {
     if (s.nonfinite && p.width < 4) p.width = 4;
     free(w.s);
     put(&b, "tensor(");
-    put_rows(&b, &p, 0, idx);
+    if (farol_numel(t) == 0) put(&b, "[]");  /* however large the other dims */
+    else put_rows(&b, &p, 0, idx);
     char sh[128];
     put(&b, ", shape=%s, dtype=%s", farol_shape_str(t->ndim, t->shape, sh, sizeof sh),
         farol_dtype_name(t->dtype));

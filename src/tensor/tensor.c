@@ -4,6 +4,15 @@
 #include <math.h>
 #include <stdio.h>
 
+/* float -> int64 as PyTorch truncates, with NaN as 0 and out-of-range values
+ * saturated (a plain cast of those is undefined behaviour) */
+static inline int64_t to_int64(double v) {
+    if (v != v) return 0;
+    if (v >= 9.2233720368547758e18) return INT64_MAX;
+    if (v <= -9.2233720368547758e18) return INT64_MIN;
+    return (int64_t)v;
+}
+
 size_t farol_dtype_size(farol_dtype dt) { return dt == FAROL_F32 ? 4 : 8; }
 
 static const char *const dtype_names[FAROL_DTYPE_COUNT] = {"float32", "float64", "int64"};
@@ -205,7 +214,7 @@ static void fill_contig(farol_tensor *t, double v) {
     switch (t->dtype) {
     case FAROL_F32: { float f = (float)v; float *p = d; for (int64_t i = 0; i < n; i++) p[i] = f; break; }
     case FAROL_F64: { double *p = d; for (int64_t i = 0; i < n; i++) p[i] = v; break; }
-    default: { int64_t x = (int64_t)v; int64_t *p = d; for (int64_t i = 0; i < n; i++) p[i] = x; break; }
+    default: { int64_t x = to_int64(v); int64_t *p = d; for (int64_t i = 0; i < n; i++) p[i] = x; break; }
     }
 }
 
@@ -281,7 +290,7 @@ static inline void store(char *p, farol_dtype dt, double v) {
     switch (dt) {
     case FAROL_F32: *(float *)p = (float)v; break;
     case FAROL_F64: *(double *)p = v; break;
-    default: *(int64_t *)p = (int64_t)v; break;
+    default: *(int64_t *)p = to_int64(v); break;
     }
 }
 

@@ -202,6 +202,9 @@ static void test_conv2d_fast_vs_naive(void **state) {
         {1, 16, 40, 40, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)}, /* one image: threaded GEMM and im2col */
         {4, 32, 30, 30, 32, 3, 3, opts(1, 1, 1, 1, 1, 1, 32)}, /* depthwise, threaded */
         {2, 3, 2, 2, 2, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)},    /* padding wider than the input's rest */
+        /* wide rows: the columns are built a few output rows at a time */
+        {2, 32, 13, 301, 4, 3, 3, opts(2, 1, 2, 1, 2, 1, 1)},
+        {1, 32, 12, 200, 6, 3, 3, opts(1, 1, 1, 1, 1, 1, 2)},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         compare_with_naive(&cases[i], FAROL_F64, i % 2 == 0);

@@ -184,7 +184,9 @@ function Module:load_state_dict(t, opts)
   if type(t) ~= "table" then fail("load_state_dict: expects a table of name -> tensor, got %s", type(t)) end
   if opts ~= nil and type(opts) ~= "table" then fail("load_state_dict: options must be a table, got %s", type(opts)) end
   local strict = not (opts and opts.strict == false)
-  local expected, missing, unexpected = {}, {}, {}
+  -- everything is checked before anything is copied, so a failing call
+  -- leaves the module as it was
+  local expected, missing, unexpected, copies = {}, {}, {}, {}
   for _, e in ipairs(entries(self)) do
     expected[e[1]] = e
     local src = t[e[1]]
@@ -199,7 +201,7 @@ function Module:load_state_dict(t, opts)
         fail("load_state_dict: size mismatch for %s: checkpoint has %s, model has %s",
              e[1], shape_str(src), shape_str(dst))
       end
-      farol.no_grad(function() dst:copy_(src) end)
+      copies[#copies + 1] = {dst, src}
     end
   end
   for k in pairs(t) do
@@ -213,6 +215,9 @@ function Module:load_state_dict(t, opts)
     if #unexpected > 0 then parts[#parts + 1] = "unexpected keys: " .. table.concat(unexpected, ", ") end
     fail("load_state_dict: %s", table.concat(parts, "; "))
   end
+  farol.no_grad(function()
+    for _, c in ipairs(copies) do c[1]:copy_(c[2]) end
+  end)
   return {missing = missing, unexpected = unexpected}
 end
 
