@@ -86,6 +86,8 @@ double farol_rand_uniform(void);
 double farol_get(const farol_tensor *t, const int64_t *index);
 int farol_set(farol_tensor *t, const int64_t *index, double v);
 double farol_item(const farol_tensor *t);  /* caller checks numel == 1 */
+/* an int64 element read exactly (doubles hold only 53 bits) */
+int64_t farol_get_i64(const farol_tensor *t, const int64_t *index);
 /* read element k of a tensor in logical row-major order */
 double farol_get_flat(const farol_tensor *t, int64_t k);
 

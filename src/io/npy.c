@@ -185,6 +185,7 @@ static farol_tensor *from_bytes(int ndim, const int64_t *shape, farol_dtype dt,
 /* Fortran-order data of shape s: read it as the reversed shape in C order,
  * view that transposed back to s, and copy to C order. */
 static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data, size_t nbytes) {
+    if (nbytes == 0) return from_bytes(h->ndim, h->shape, h->dtype, data, 0);  /* no order to fix */
     int n = h->ndim;
     int64_t rev[FAROL_MAX_DIMS], strides[FAROL_MAX_DIMS], step = 1;
     for (int i = 0; i < n; i++) {

@@ -2,6 +2,7 @@
  * parts (the files in lua/farol/), which add nn, Saliency and friends to it. */
 #include "binding.h"
 
+#include <pthread.h>
 #include <time.h>
 
 static int l_set_num_threads(lua_State *L) {
@@ -39,14 +40,14 @@ static void add_lua_path(lua_State *L) {
     lua_pop(L, 2);
 }
 
-static bool threads_set;
+/* one pool size for OpenBLAS and OpenMP from the start, set once even when
+ * several threads open farol at the same time */
+static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
+
+static void init_threads(void) { farol_set_num_threads(farol_get_num_threads()); }
 
 int farol_lua_open(lua_State *L) {
-    if (!threads_set) {
-        /* one pool size for OpenBLAS and OpenMP from the start */
-        farol_set_num_threads(farol_get_num_threads());
-        threads_set = true;
-    }
+    pthread_once(&threads_once, init_threads);
     lua_newtable(L);            /* farol */
     farol_lua_tensor(L);        /* farol methods */
     farol_lua_ops(L);

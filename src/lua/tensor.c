@@ -425,9 +425,10 @@ static int m_numel(lua_State *L) { lua_pushinteger(L, farol_numel(check_tensor(L
 static int m_dtype(lua_State *L) { lua_pushstring(L, farol_dtype_name(check_tensor(L, 1)->dtype)); return 1; }
 static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, farol_is_contiguous(check_tensor(L, 1))); return 1; }
 
-static void push_number(lua_State *L, const farol_tensor *t, double v) {
-    if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)v);
-    else lua_pushnumber(L, v);
+/* element idx as a Lua integer (int64, exactly) or float */
+static void push_element(lua_State *L, const farol_tensor *t, const int64_t *idx) {
+    if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)farol_get_i64(t, idx));
+    else lua_pushnumber(L, farol_get(t, idx));
 }
 
 static int m_item(lua_State *L) {
@@ -437,13 +438,14 @@ static int m_item(lua_State *L) {
         return farol_error(L, "farol: item: tensor of shape %s has %lld elements, item needs exactly one",
                           farol_shape_str(t->ndim, t->shape, sh, sizeof sh), (lua_Integer)farol_numel(t));
     }
-    push_number(L, t, farol_item(t));
+    int64_t zero[FAROL_MAX_DIMS] = {0};
+    push_element(L, t, zero);
     return 1;
 }
 
 static void push_table(lua_State *L, const farol_tensor *t, int dim, int64_t *idx) {
     if (dim == t->ndim) {
-        push_number(L, t, farol_get(t, idx));
+        push_element(L, t, idx);
         return;
     }
     luaL_checkstack(L, 4, "totable");
@@ -475,7 +477,7 @@ static int m_get(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     int64_t idx[FAROL_MAX_DIMS];
     check_element_index(L, t, 2, idx, "get");
-    push_number(L, t, farol_get(t, idx));
+    push_element(L, t, idx);
     return 1;
 }
 
@@ -536,7 +538,7 @@ static int m_index(lua_State *L) {
         if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
         int64_t i = check_index(L, 2, t->shape[0], "index");
         if (t->ndim == 1) {
-            push_number(L, t, farol_get(t, &i));
+            push_element(L, t, &i);
             return 1;
         }
         push_tensor(L, farol_select(t, 0, i));

@@ -1,15 +1,19 @@
 /* Convolution as PyTorch computes it (cross-correlation): conv1d and conv2d
  * with stride, padding, dilation and groups, forward and backward.
  *
- * The fast path lowers to GEMM: per image (or per few images when the
- * output plane is small) im2col gathers the receptive fields into a column
- * matrix, and out = W (K/g, C/g*kh*kw) @ cols.  The input gradient runs the
- * other way, cols = W^T @ G then col2im; a 1x1 stride-1 convolution skips
- * the columns entirely.  Depthwise convolution (groups == C == K) has a
- * direct kernel.  Images are spread over OpenMP threads, each calling a
- * single-threaded GEMM: on these shapes that runs about 4x faster than one
- * threaded GEMM at a time.  Reference kernels (conv_ref.h) stay beside the
- * fast ones for the tests. */
+ * The fast path lowers to GEMM.  im2col gathers the receptive fields of a
+ * tile of output rows (sized to stay in L2) into columns, and
+ * out = W (K/g, C/g*kh*kw) @ cols; images with small output planes are
+ * batched into one GEMM instead.  The input gradient runs the other way,
+ * cols = W^T @ G then col2im.  A 1x1 stride-1 convolution needs no columns;
+ * depthwise convolution (groups == C == K) has a direct kernel.
+ *
+ * Threads take whole images, each calling a single-threaded GEMM: on the
+ * CNN benchmark shapes that runs 1.5-2x faster than OpenBLAS threading each
+ * GEMM, and on ResNet-18's as fast or faster.  With fewer images than
+ * threads, an image is split (row tiles forward, input-channel blocks
+ * backward, so col2im writes never overlap).
+ * Reference kernels (conv_ref.h) stay beside the fast ones for the tests. */
 #include "conv_ref.h"
 
 #include <cblas.h>
@@ -20,9 +24,7 @@
 #define CONV_MIN_COLS 256
 /* Columns are made a tile of output rows at a time, about this big, so
  * that they stay in L2 between im2col and the GEMM. */
-#ifndef CONV_TILE_BYTES
 #define CONV_TILE_BYTES ((int64_t)512 << 10)
-#endif
 /* Below this many multiply-adds, threads cost more than they save. */
 #define CONV_PAR_MIN_MACS ((int64_t)1 << 21)
 
@@ -38,7 +40,7 @@ static int64_t div_ceil(int64_t a, int64_t b) { return -div_floor(-a, b); }
 /* The output positions o in [*lo, *hi) whose input position o*s + off lies
  * in [0, n): off = k*d - p for kernel tap k. */
 static void valid_range(int64_t n, int64_t n_out, int64_t s, int64_t off, int64_t *lo, int64_t *hi) {
-    int64_t a = div_ceil(-off, s), b = div_floor(n - 1 - off, s) + 1;
+    int64_t a = s == 1 ? -off : div_ceil(-off, s), b = s == 1 ? n - off : div_floor(n - 1 - off, s) + 1;
     *lo = a < 0 ? 0 : a > n_out ? n_out : a;
     *hi = b > n_out ? n_out : b < *lo ? *lo : b;
 }
@@ -90,9 +92,8 @@ int farol_conv_geom_init(farol_conv_geom *g, const char *fn, const int64_t *xs,
     }
     g->OH = (eh - 1) / g->sh + 1;
     g->OW = (ew - 1) / g->sw + 1;
-    /* GEMM sizes are ints in cblas */
-    int64_t ckk = ws[1] * g->kh * g->kw;
-    if (g->OH * g->OW * g->N > INT_MAX || ckk > INT_MAX || g->H * g->W > INT_MAX) {
+    /* GEMM sizes are ints in cblas (batched images stay under 2*CONV_MIN_COLS columns) */
+    if (g->OH * g->OW > INT_MAX || ws[1] * g->kh * g->kw > INT_MAX || g->H * g->W > INT_MAX) {
         farol_set_error("farol: %s: sizes too large for one GEMM", fn);
         return -1;
     }
@@ -101,13 +102,18 @@ int farol_conv_geom_init(farol_conv_geom *g, const char *fn, const int64_t *xs,
 
 /* ---- reference kernels ---- */
 
-void farol_conv2d_forward_naive(double *out, const double *x, const double *w, const double *b,
-                                const farol_conv_geom *g) {
+typedef enum { NAIVE_FORWARD, NAIVE_DX, NAIVE_DW } naive_pass;
+
+/* The seven loops of the definition, shared by the three reference
+ * kernels: every (n, k, oh, ow) meets every tap (c, ki, kj) inside x. */
+static void conv2d_naive(naive_pass pass, double *res, const double *x, const double *w,
+                         const double *b, const double *dout, const farol_conv_geom *g) {
     int64_t Cg = g->C / g->groups, Kg = g->K / g->groups;
     for (int64_t n = 0; n < g->N; n++)
         for (int64_t k = 0; k < g->K; k++)
             for (int64_t oh = 0; oh < g->OH; oh++)
                 for (int64_t ow = 0; ow < g->OW; ow++) {
+                    int64_t o = ((n * g->K + k) * g->OH + oh) * g->OW + ow;
                     double acc = b ? b[k] : 0.0;
                     for (int64_t c = 0; c < Cg; c++)
                         for (int64_t ki = 0; ki < g->kh; ki++)
@@ -115,56 +121,31 @@ void farol_conv2d_forward_naive(double *out, const double *x, const double *w, c
                                 int64_t ih = oh * g->sh - g->ph + ki * g->dh;
                                 int64_t iw = ow * g->sw - g->pw + kj * g->dw;
                                 if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                                int64_t ci = (k / Kg) * Cg + c;
-                                acc += x[((n * g->C + ci) * g->H + ih) * g->W + iw] *
-                                       w[((k * Cg + c) * g->kh + ki) * g->kw + kj];
+                                int64_t xi = ((n * g->C + k / Kg * Cg + c) * g->H + ih) * g->W + iw;
+                                int64_t wi = ((k * Cg + c) * g->kh + ki) * g->kw + kj;
+                                if (pass == NAIVE_FORWARD) acc += x[xi] * w[wi];
+                                else if (pass == NAIVE_DX) res[xi] += dout[o] * w[wi];
+                                else res[wi] += dout[o] * x[xi];
                             }
-                    out[((n * g->K + k) * g->OH + oh) * g->OW + ow] = acc;
+                    if (pass == NAIVE_FORWARD) res[o] = acc;
                 }
+}
+
+void farol_conv2d_forward_naive(double *out, const double *x, const double *w, const double *b,
+                                const farol_conv_geom *g) {
+    conv2d_naive(NAIVE_FORWARD, out, x, w, b, NULL, g);
 }
 
 void farol_conv2d_backward_input_naive(double *dx, const double *dout, const double *w,
                                        const farol_conv_geom *g) {
-    int64_t Cg = g->C / g->groups, Kg = g->K / g->groups;
     memset(dx, 0, (size_t)(g->N * g->C * g->H * g->W) * sizeof *dx);
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t k = 0; k < g->K; k++)
-            for (int64_t oh = 0; oh < g->OH; oh++)
-                for (int64_t ow = 0; ow < g->OW; ow++) {
-                    double go = dout[((n * g->K + k) * g->OH + oh) * g->OW + ow];
-                    for (int64_t c = 0; c < Cg; c++)
-                        for (int64_t ki = 0; ki < g->kh; ki++)
-                            for (int64_t kj = 0; kj < g->kw; kj++) {
-                                int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                                int64_t iw = ow * g->sw - g->pw + kj * g->dw;
-                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                                int64_t ci = (k / Kg) * Cg + c;
-                                dx[((n * g->C + ci) * g->H + ih) * g->W + iw] +=
-                                    go * w[((k * Cg + c) * g->kh + ki) * g->kw + kj];
-                            }
-                }
+    conv2d_naive(NAIVE_DX, dx, NULL, w, NULL, dout, g);
 }
 
 void farol_conv2d_backward_weight_naive(double *dw, const double *dout, const double *x,
                                         const farol_conv_geom *g) {
-    int64_t Cg = g->C / g->groups, Kg = g->K / g->groups;
-    memset(dw, 0, (size_t)(g->K * Cg * g->kh * g->kw) * sizeof *dw);
-    for (int64_t n = 0; n < g->N; n++)
-        for (int64_t k = 0; k < g->K; k++)
-            for (int64_t oh = 0; oh < g->OH; oh++)
-                for (int64_t ow = 0; ow < g->OW; ow++) {
-                    double go = dout[((n * g->K + k) * g->OH + oh) * g->OW + ow];
-                    for (int64_t c = 0; c < Cg; c++)
-                        for (int64_t ki = 0; ki < g->kh; ki++)
-                            for (int64_t kj = 0; kj < g->kw; kj++) {
-                                int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                                int64_t iw = ow * g->sw - g->pw + kj * g->dw;
-                                if (ih < 0 || ih >= g->H || iw < 0 || iw >= g->W) continue;
-                                int64_t ci = (k / Kg) * Cg + c;
-                                dw[((k * Cg + c) * g->kh + ki) * g->kw + kj] +=
-                                    go * x[((n * g->C + ci) * g->H + ih) * g->W + iw];
-                            }
-                }
+    memset(dw, 0, (size_t)(g->K * (g->C / g->groups) * g->kh * g->kw) * sizeof *dw);
+    conv2d_naive(NAIVE_DW, dw, x, NULL, NULL, dout, g);
 }
 
 /* ---- rows: the only code that knows the element type ---- */
@@ -252,6 +233,25 @@ static void gemm(farol_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t
 
 /* ---- im2col / col2im ---- */
 
+/* With stride 1 and OW == W (padding that keeps the width), consecutive
+ * output rows read consecutive input rows at the same pitch, so one tap's
+ * rows [a, b) are a single contiguous run of the input, apart from the
+ * padding columns between rows (gap entries per row, at row ends). */
+static bool contiguous_taps(const farol_conv_geom *g) {
+    return g->sh == 1 && g->sw == 1 && g->OW == g->W;
+}
+
+/* zero the gap entries of rows [a, b - 1) of a tap: the end of one output
+ * row and the start of the next, outside [wlo, whi) */
+static void zero_gaps(farol_dtype dt, char *row, int64_t OW, int64_t a, int64_t b, int64_t wlo,
+                      int64_t whi) {
+    for (int64_t r = a; r + 1 < b; r++)
+        for (int64_t q = r * OW + whi; q < (r + 1) * OW + wlo; q++) {
+            if (dt == FAROL_F32) ((float *)row)[q] = 0.0f;
+            else ((double *)row)[q] = 0.0;
+        }
+}
+
 /* x: (Cg, H, W) of one image and group -> col: (Cg*kh*kw, (oh1-oh0)*OW),
  * the receptive fields of output rows [oh0, oh1), rows ld elements apart.
  * Padding becomes zeros. */
@@ -259,6 +259,7 @@ static void im2col(const farol_conv_geom *g, farol_dtype dt, char *col, int64_t 
                    int64_t Cg, int64_t oh0, int64_t oh1) {
     size_t es = farol_dtype_size(dt);
     int64_t OW = g->OW;
+    bool runs = contiguous_taps(g);
 #pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * (oh1 - oh0) * OW > FAROL_PAR_MIN)
     for (int64_t c = 0; c < Cg; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
@@ -269,36 +270,55 @@ static void im2col(const farol_conv_geom *g, farol_dtype dt, char *col, int64_t 
                 valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
                 hlo = hlo < oh0 ? oh0 : hlo > oh1 ? oh1 : hlo;
                 hhi = hhi > oh1 ? oh1 : hhi < hlo ? hlo : hhi;
+                /* rows [hlo, hhi) of the tile read the input; the rest is padding */
+                char *r0 = row + (size_t)((hlo - oh0) * OW) * es;
+                const char *x0 = x + (size_t)((c * g->H + hlo * g->sh - g->ph + ki * g->dh) * g->W +
+                                              wlo * g->sw - g->pw + kj * g->dw) * es;
                 memset(row, 0, (size_t)((hlo - oh0) * OW) * es);
-                for (int64_t oh = hlo; oh < hhi; oh++) {
-                    int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                    int64_t iw = wlo * g->sw - g->pw + kj * g->dw;
-                    row_window(dt, row + (size_t)((oh - oh0) * OW) * es,
-                               x + (size_t)((c * g->H + ih) * g->W + iw) * es, g->sw, wlo, whi, OW);
+                if (runs && hhi > hlo && whi > wlo) {
+                    memset(r0, 0, (size_t)wlo * es);
+                    memcpy(r0 + wlo * es, x0, (size_t)((hhi - hlo - 1) * OW + whi - wlo) * es);
+                    zero_gaps(dt, r0, OW, 0, hhi - hlo, wlo, whi);
+                    memset(r0 + (size_t)((hhi - hlo - 1) * OW + whi) * es, 0, (size_t)(OW - whi) * es);
+                } else {
+                    for (int64_t oh = hlo; oh < hhi; oh++)
+                        row_window(dt, r0 + (size_t)((oh - hlo) * OW) * es,
+                                   x0 + (size_t)((oh - hlo) * g->sh * g->W) * es, g->sw, wlo, whi, OW);
                 }
                 memset(row + (size_t)((hhi - oh0) * OW) * es, 0, (size_t)((oh1 - hhi) * OW) * es);
             }
 }
 
 /* col: (Cg*kh*kw, (oh1-oh0)*OW) for output rows [oh0, oh1), rows ld apart
- * -> dx: (Cg, H, W): every column adds into the input it was gathered from. */
-static void col2im(const farol_conv_geom *g, farol_dtype dt, char *dx, const char *col, int64_t ld,
+ * -> dx: (Cg, H, W): every column adds into the input it was gathered from.
+ * With contiguous taps the padding entries of col are zeroed (they are
+ * scratch) so that each tap adds as one run. */
+static void col2im(const farol_conv_geom *g, farol_dtype dt, char *dx, char *col, int64_t ld,
                    int64_t Cg, int64_t oh0, int64_t oh1) {
     size_t es = farol_dtype_size(dt);
     int64_t OW = g->OW, HW = g->H * g->W;
+    bool runs = contiguous_taps(g);
 #pragma omp parallel for if (!omp_in_parallel() && Cg * g->kh * g->kw * (oh1 - oh0) * OW > FAROL_PAR_MIN)
     for (int64_t c = 0; c < Cg; c++)
         for (int64_t ki = 0; ki < g->kh; ki++)
             for (int64_t kj = 0; kj < g->kw; kj++) {
-                const char *row = col + (size_t)(((c * g->kh + ki) * g->kw + kj) * ld) * es;
+                char *row = col + (size_t)(((c * g->kh + ki) * g->kw + kj) * ld) * es;
                 int64_t hlo, hhi, wlo, whi;
                 valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
                 valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
-                for (int64_t oh = hlo > oh0 ? hlo : oh0; oh < hhi && oh < oh1; oh++) {
-                    int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                    int64_t iw = wlo * g->sw - g->pw + kj * g->dw;
-                    row_axpy(dt, dx + (size_t)(c * HW + ih * g->W + iw) * es, g->sw,
-                             row + (size_t)((oh - oh0) * OW + wlo) * es, 1, whi - wlo, 1.0);
+                hlo = hlo < oh0 ? oh0 : hlo > oh1 ? oh1 : hlo;
+                hhi = hhi > oh1 ? oh1 : hhi < hlo ? hlo : hhi;
+                if (hhi <= hlo || whi <= wlo) continue;
+                char *r0 = row + (size_t)((hlo - oh0) * OW + wlo) * es;
+                char *d0 = dx + (size_t)(c * HW + (hlo * g->sh - g->ph + ki * g->dh) * g->W +
+                                         wlo * g->sw - g->pw + kj * g->dw) * es;
+                if (runs) {
+                    zero_gaps(dt, r0 - wlo * es, OW, 0, hhi - hlo, wlo, whi);
+                    row_axpy(dt, d0, 1, r0, 1, (hhi - hlo - 1) * OW + whi - wlo, 1.0);
+                } else {
+                    for (int64_t oh = hlo; oh < hhi; oh++)
+                        row_axpy(dt, d0 + (size_t)((oh - hlo) * g->sh * g->W) * es, g->sw,
+                                 r0 + (size_t)((oh - hlo) * OW) * es, 1, whi - wlo, 1.0);
                 }
             }
 }
@@ -309,10 +329,15 @@ typedef struct {
     const farol_conv_geom *g;
     farol_dtype dt;
     size_t es;
-    int64_t Cg, Kg, Ckk, HW, OHW;
+    int64_t Cg, Kg, Ckk, kk, HW, OHW;
     int64_t nb;          /* images per GEMM */
-    int64_t jobs;        /* ceil(N / nb) */
     int64_t th;          /* output rows per column tile (all of them when nb > 1) */
+    /* With fewer images than threads each image is split into parts: tiles
+     * of rows going forward, blocks of cb input channels going backward
+     * (their col2im writes stay apart). */
+    int64_t parts, cb;
+    int64_t jobs;        /* ceil(N / nb) * parts */
+    bool backward;
     bool direct;         /* 1x1, stride 1, no padding, one image: x is the column matrix */
     int nt;              /* threads */
     size_t col_bytes;    /* per thread: (Ckk, columns of a tile) */
@@ -320,39 +345,46 @@ typedef struct {
 } conv_plan;
 
 static size_t round64(size_t n) { return (n + 63) & ~(size_t)63; }
+static int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt) {
-    p->g = g;
-    p->dt = dt;
-    p->es = farol_dtype_size(dt);
-    p->Cg = g->C / g->groups;
-    p->Kg = g->K / g->groups;
-    p->Ckk = p->Cg * g->kh * g->kw;
-    p->HW = g->H * g->W;
-    p->OHW = g->OH * g->OW;
+static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt, bool backward) {
+    *p = (conv_plan){.g = g, .dt = dt, .es = farol_dtype_size(dt), .Cg = g->C / g->groups,
+                     .Kg = g->K / g->groups, .kk = g->kh * g->kw, .HW = g->H * g->W,
+                     .OHW = g->OH * g->OW, .nb = 1, .th = g->OH, .parts = 1, .backward = backward};
+    p->Ckk = p->Cg * p->kk;
+    p->cb = p->Cg;
     int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    int64_t macs = g->N * g->K * p->OHW * p->Ckk;
-    if (macs < CONV_PAR_MIN_MACS) nt = 1;
-    p->nb = 1;
+    if (g->N * g->K * p->OHW * p->Ckk < CONV_PAR_MIN_MACS) nt = 1;
     if (p->OHW < CONV_MIN_COLS) {
         int64_t cap = g->N / nt > 1 ? g->N / nt : 1;  /* keep a job per thread */
-        p->nb = (CONV_MIN_COLS + p->OHW - 1) / p->OHW;
+        p->nb = ceil_div(CONV_MIN_COLS, p->OHW);
         if (p->nb > cap) p->nb = cap;
+        p->nb = ceil_div(g->N, ceil_div(g->N, p->nb));  /* even batches */
     }
-    p->jobs = (g->N + p->nb - 1) / p->nb;
-    /* with fewer jobs than threads, let OpenBLAS thread each GEMM instead */
-    p->nt = p->jobs >= nt ? nt : 1;
     p->direct = g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0 &&
                 p->nb == 1;
     /* tiles of output rows keep the columns in cache, but no narrower than
      * CONV_MIN_COLS */
-    p->th = g->OH;
     if (p->nb == 1 && !p->direct) {
         int64_t by_bytes = CONV_TILE_BYTES / ((int64_t)p->es * p->Ckk * g->OW);
-        int64_t by_width = (CONV_MIN_COLS + g->OW - 1) / g->OW;
+        int64_t by_width = ceil_div(CONV_MIN_COLS, g->OW);
         p->th = by_bytes > by_width ? by_bytes : by_width;
         if (p->th > g->OH) p->th = g->OH;
     }
+    int64_t chunks = ceil_div(g->N, p->nb);
+    if (chunks < nt && p->nb == 1) {
+        int64_t want = ceil_div(nt, chunks);
+        if (!backward) {
+            if (p->th > ceil_div(g->OH, want)) p->th = ceil_div(g->OH, want);
+            p->parts = ceil_div(g->OH, p->th);
+        } else {
+            p->cb = ceil_div(p->Cg, want);
+            p->parts = ceil_div(p->Cg, p->cb);
+        }
+    }
+    p->jobs = chunks * p->parts;
+    /* with fewer jobs than threads, let OpenBLAS thread each GEMM instead */
+    p->nt = p->jobs >= nt ? nt : 1;
     size_t cols = (size_t)(p->nb > 1 ? p->nb * p->OHW : p->th * g->OW);
     p->col_bytes = p->direct ? 0 : round64((size_t)p->Ckk * cols * p->es);
     p->buf_bytes = p->nb > 1 ? round64((size_t)(p->Kg * p->nb * p->OHW) * p->es) : 0;
@@ -399,17 +431,29 @@ typedef struct {
     const char *x, *w, *b, *gout;
 } conv_io;
 
-/* A job is cnt images from n0: one block of all their columns when they
- * are batched (cnt > 1), else tiles of th output rows of one image.  A
- * block's columns are image-major, (oh1 - oh0) * OW per image. */
+/* A job covers input channels [c0, c1) of cnt images from n0, in tiles
+ * [t0, t1) of th output rows; batched images (cnt > 1) make one tile.  A
+ * tile's columns are image-major, (oh1 - oh0) * OW per image. */
 typedef struct {
-    int64_t n0, cnt, oh0, oh1, ncols;
+    int64_t n0, cnt, c0, c1, t0, t1;
+    int64_t oh0, oh1, ncols;   /* the current tile */
 } conv_block;
 
-static int64_t job_blocks(const conv_plan *p, int64_t job, conv_block *b) {
-    b->n0 = job * p->nb;
+static void job_block(const conv_plan *p, int64_t job, conv_block *b) {
+    int64_t part = job % p->parts;
+    b->n0 = job / p->parts * p->nb;
     b->cnt = p->g->N - b->n0 < p->nb ? p->g->N - b->n0 : p->nb;
-    return b->cnt > 1 ? 1 : (p->g->OH + p->th - 1) / p->th;
+    b->c0 = 0;
+    b->c1 = p->Cg;
+    b->t0 = 0;
+    b->t1 = b->cnt > 1 ? 1 : ceil_div(p->g->OH, p->th);
+    if (p->parts > 1 && !p->backward) {
+        b->t0 = part;
+        b->t1 = part + 1;
+    } else if (p->parts > 1) {
+        b->c0 = part * p->cb;
+        b->c1 = b->c0 + p->cb < p->Cg ? b->c0 + p->cb : p->Cg;
+    }
 }
 
 static void block_rows(const conv_plan *p, conv_block *b, int64_t t) {
@@ -418,16 +462,21 @@ static void block_rows(const conv_plan *p, conv_block *b, int64_t t) {
     b->ncols = b->cnt * (b->oh1 - b->oh0) * p->g->OW;
 }
 
-/* the block's columns of group gi: im2col, or x itself for a direct 1x1 */
+/* the tile's columns for group gi and channels [c0, c1), rows *ld apart:
+ * im2col, or x itself for a direct 1x1 */
 static const char *block_cols(const conv_plan *p, const conv_io *io, const conv_block *b, int64_t gi,
-                              char *col) {
+                              char *col, int64_t *ld) {
     const farol_conv_geom *g = p->g;
-    const char *x = io->x + (size_t)((b->n0 * g->C + gi * p->Cg) * p->HW) * p->es;
-    if (p->direct) return x;
+    const char *x = io->x + (size_t)((b->n0 * g->C + gi * p->Cg + b->c0) * p->HW) * p->es;
+    if (p->direct) {
+        *ld = p->HW;
+        return x + (size_t)(b->oh0 * g->OW) * p->es;
+    }
     int64_t per = (b->oh1 - b->oh0) * g->OW;
     for (int64_t i = 0; i < b->cnt; i++)
         im2col(g, p->dt, col + (size_t)(i * per) * p->es, b->ncols, x + (size_t)(i * g->C * p->HW) * p->es,
-               p->Cg, b->oh0, b->oh1);
+               b->c1 - b->c0, b->oh0, b->oh1);
+    *ld = b->ncols;
     return col;
 }
 
@@ -451,20 +500,20 @@ static void forward_job(const conv_plan *p, void *ctx, int64_t job, int tid, cha
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
     conv_block b;
-    int64_t tiles = job_blocks(p, job, &b);
+    job_block(p, job, &b);
     for (int64_t gi = 0; gi < g->groups; gi++) {
         const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es;
         const char *bg = io->b ? io->b + (size_t)(gi * p->Kg) * es : NULL;
         char *outg = io->out + (size_t)((b.n0 * g->K + gi * p->Kg) * p->OHW) * es;
-        for (int64_t t = 0; t < tiles; t++) {
+        for (int64_t t = b.t0; t < b.t1; t++) {
             block_rows(p, &b, t);
-            const char *cols = block_cols(p, io, &b, gi, col);
+            int64_t ld;
+            const char *cols = block_cols(p, io, &b, gi, col, &ld);
             /* one image writes in place; a batch goes through buf */
             char *c = b.cnt == 1 ? outg + (size_t)(b.oh0 * g->OW) * es : buf;
             int64_t ldc = b.cnt == 1 ? p->OHW : b.ncols;
             if (bg) fill_bias(p->dt, c, p->Kg, b.ncols, ldc, bg);
-            gemm(p->dt, false, false, p->Kg, b.ncols, p->Ckk, wg, p->Ckk, cols, b.ncols, bg ? 1.0 : 0.0,
-                 c, ldc);
+            gemm(p->dt, false, false, p->Kg, b.ncols, p->Ckk, wg, p->Ckk, cols, ld, bg ? 1.0 : 0.0, c, ldc);
         }
         if (b.cnt > 1)
             for (int64_t i = 0; i < b.cnt; i++)
@@ -474,15 +523,18 @@ static void forward_job(const conv_plan *p, void *ctx, int64_t job, int tid, cha
     }
 }
 
-/* dx[n0 .. n0+cnt) = col2im(W^T @ G) and dw += G @ im2col(x)^T */
+/* dx[n0 .. n0+cnt) = col2im(W^T @ G) and dw += G @ im2col(x)^T, for the
+ * job's input channels */
 static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, char *col, char *buf) {
     const conv_io *io = ctx;
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
     conv_block b;
-    int64_t tiles = job_blocks(p, job, &b);
+    job_block(p, job, &b);
+    int64_t nc = b.c1 - b.c0;
     for (int64_t gi = 0; gi < g->groups; gi++) {
-        const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk) * es;
+        /* rows [c0*kk, c1*kk) of W^T: columns of this group's W */
+        const char *wg = io->w + (size_t)(gi * p->Kg * p->Ckk + b.c0 * p->kk) * es;
         /* G of this group: (Kg, OHW) rows OHW apart, or batched into buf */
         const char *gm = io->gout + (size_t)((b.n0 * g->K + gi * p->Kg) * p->OHW) * es;
         int64_t ldg = p->OHW;
@@ -495,27 +547,27 @@ static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, ch
             gm = buf;
             ldg = n;
         }
-        char *dxg = io->dx ? io->dx + (size_t)((b.n0 * g->C + gi * p->Cg) * p->HW) * es : NULL;
+        char *dxg = io->dx ? io->dx + (size_t)((b.n0 * g->C + gi * p->Cg + b.c0) * p->HW) * es : NULL;
         if (dxg && !p->direct)
             for (int64_t i = 0; i < b.cnt; i++)
-                memset(dxg + (size_t)(i * g->C * p->HW) * es, 0, (size_t)(p->Cg * p->HW) * es);
-        for (int64_t t = 0; t < tiles; t++) {
+                memset(dxg + (size_t)(i * g->C * p->HW) * es, 0, (size_t)(nc * p->HW) * es);
+        for (int64_t t = b.t0; t < b.t1; t++) {
             block_rows(p, &b, t);
             const char *gt = gm + (size_t)(b.oh0 * g->OW) * es;
             if (dxg && p->direct) {
-                gemm(p->dt, true, false, p->Cg, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, dxg, p->HW);
+                gemm(p->dt, true, false, nc, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, dxg, p->HW);
             } else if (dxg) {
-                gemm(p->dt, true, false, p->Ckk, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, col, b.ncols);
+                gemm(p->dt, true, false, nc * p->kk, b.ncols, p->Kg, wg, p->Ckk, gt, ldg, 0.0, col, b.ncols);
                 int64_t per = (b.oh1 - b.oh0) * g->OW;
                 for (int64_t i = 0; i < b.cnt; i++)
                     col2im(g, p->dt, dxg + (size_t)(i * g->C * p->HW) * es, col + (size_t)(i * per) * es,
-                           b.ncols, p->Cg, b.oh0, b.oh1);
+                           b.ncols, nc, b.oh0, b.oh1);
             }
             if (io->dw) {
-                const char *cols = block_cols(p, io, &b, gi, col);
-                char *acc = io->dw + (size_t)((tid * g->K + gi * p->Kg) * p->Ckk) * es;
-                gemm(p->dt, false, true, p->Kg, p->Ckk, b.ncols, gt, ldg, cols, p->direct ? p->HW : b.ncols,
-                     1.0, acc, p->Ckk);
+                int64_t ld;
+                const char *cols = block_cols(p, io, &b, gi, col, &ld);
+                char *acc = io->dw + (size_t)((tid * g->K + gi * p->Kg) * p->Ckk + b.c0 * p->kk) * es;
+                gemm(p->dt, false, true, p->Kg, nc * p->kk, b.ncols, gt, ldg, cols, ld, 1.0, acc, p->Ckk);
             }
         }
     }
@@ -523,17 +575,20 @@ static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, ch
 
 /* ---- depthwise: groups == C == K, one filter per plane ---- */
 
-// x: (N, C, H, W), w: (C, 1, kh, kw), b: (C) or NULL -> out: (N, C, OH, OW)
-static void depthwise_forward(const farol_conv_geom *g, farol_dtype dt, char *out, const char *x,
-                              const char *w, const char *b) {
+/* Forward, x: (N, C, H, W), w: (C, 1, kh, kw), b: (C) or NULL -> out:
+ * (N, C, OH, OW); or, with dx set, the input gradient gout -> dx: the same
+ * taps with gather and scatter swapped.  One plane per iteration. */
+static void depthwise_planes(const farol_conv_geom *g, farol_dtype dt, char *out, char *dx,
+                             const char *src, const char *w, const char *b) {
     size_t es = farol_dtype_size(dt);
-    int64_t planes = g->N * g->C, OW = g->OW;
-#pragma omp parallel for if (planes * g->OH * OW * g->kh * g->kw > FAROL_PAR_MIN)
+    int64_t planes = g->N * g->C, OW = g->OW, HW = g->H * g->W, OHW = g->OH * OW;
+#pragma omp parallel for if (planes * OHW * g->kh * g->kw > FAROL_PAR_MIN)
     for (int64_t pl = 0; pl < planes; pl++) {
         int64_t c = pl % g->C;
-        const char *xp = x + (size_t)(pl * g->H * g->W) * es;
-        char *op = out + (size_t)(pl * g->OH * OW) * es;
-        for (int64_t q = 0; q < g->OH * OW; q++) {
+        char *op = out ? out + (size_t)(pl * OHW) * es : NULL, *dp = dx ? dx + (size_t)(pl * HW) * es : NULL;
+        const char *sp = src + (size_t)(pl * (dx ? OHW : HW)) * es;
+        if (dp) memset(dp, 0, (size_t)HW * es);
+        for (int64_t q = 0; op && q < OHW; q++) {
             if (dt == FAROL_F32) ((float *)op)[q] = b ? ((const float *)b)[c] : 0.0f;
             else ((double *)op)[q] = b ? ((const double *)b)[c] : 0.0;
         }
@@ -545,62 +600,38 @@ static void depthwise_forward(const farol_conv_geom *g, farol_dtype dt, char *ou
                 valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
                 for (int64_t oh = hlo; oh < hhi; oh++) {
                     int64_t ih = oh * g->sh - g->ph + ki * g->dh, iw = wlo * g->sw - g->pw + kj * g->dw;
-                    row_axpy(dt, op + (size_t)(oh * OW + wlo) * es, 1,
-                             xp + (size_t)(ih * g->W + iw) * es, g->sw, whi - wlo, wv);
+                    size_t xo = (size_t)(ih * g->W + iw) * es, oo = (size_t)(oh * OW + wlo) * es;
+                    if (op) row_axpy(dt, op + oo, 1, sp + xo, g->sw, whi - wlo, wv);
+                    else row_axpy(dt, dp + xo, g->sw, sp + oo, 1, whi - wlo, wv);
                 }
             }
     }
 }
 
-// gout: (N, C, OH, OW) -> dx: (N, C, H, W) (NULL: skip), dw: (C, 1, kh, kw) (NULL: skip)
-static void depthwise_backward(const farol_conv_geom *g, farol_dtype dt, char *dx, char *dw,
-                               const char *gout, const char *x, const char *w) {
+// gout: (N, C, OH, OW), x -> dw: (C, 1, kh, kw), one thread per channel
+static void depthwise_weight_grad(const farol_conv_geom *g, farol_dtype dt, char *dw, const char *gout,
+                                  const char *x) {
     size_t es = farol_dtype_size(dt);
-    int64_t planes = g->N * g->C, OW = g->OW, HW = g->H * g->W, OHW = g->OH * OW;
-    int64_t work = planes * OHW * g->kh * g->kw;
-    if (dx) {
-#pragma omp parallel for if (work > FAROL_PAR_MIN)
-        for (int64_t pl = 0; pl < planes; pl++) {
-            int64_t c = pl % g->C;
-            char *dp = dx + (size_t)(pl * HW) * es;
-            const char *gp = gout + (size_t)(pl * OHW) * es;
-            memset(dp, 0, (size_t)HW * es);
-            for (int64_t ki = 0; ki < g->kh; ki++)
-                for (int64_t kj = 0; kj < g->kw; kj++) {
-                    double wv = elem(dt, w, (c * g->kh + ki) * g->kw + kj);
-                    int64_t hlo, hhi, wlo, whi;
-                    valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
-                    valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
+    int64_t OW = g->OW, HW = g->H * g->W, OHW = g->OH * OW;
+#pragma omp parallel for if (g->N * g->C * OHW * g->kh * g->kw > FAROL_PAR_MIN)
+    for (int64_t c = 0; c < g->C; c++)
+        for (int64_t ki = 0; ki < g->kh; ki++)
+            for (int64_t kj = 0; kj < g->kw; kj++) {
+                int64_t hlo, hhi, wlo, whi;
+                valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
+                valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
+                double acc = 0.0;
+                for (int64_t n = 0; n < g->N; n++)
                     for (int64_t oh = hlo; oh < hhi; oh++) {
                         int64_t ih = oh * g->sh - g->ph + ki * g->dh, iw = wlo * g->sw - g->pw + kj * g->dw;
-                        row_axpy(dt, dp + (size_t)(ih * g->W + iw) * es, g->sw,
-                                 gp + (size_t)(oh * OW + wlo) * es, 1, whi - wlo, wv);
+                        acc += row_dot(dt, gout + (size_t)((n * g->C + c) * OHW + oh * OW + wlo) * es,
+                                       x + (size_t)((n * g->C + c) * HW + ih * g->W + iw) * es, g->sw,
+                                       whi - wlo);
                     }
-                }
-        }
-    }
-    if (dw) {
-        /* one thread per channel: the sum over images stays in one thread */
-#pragma omp parallel for if (work > FAROL_PAR_MIN)
-        for (int64_t c = 0; c < g->C; c++)
-            for (int64_t ki = 0; ki < g->kh; ki++)
-                for (int64_t kj = 0; kj < g->kw; kj++) {
-                    int64_t hlo, hhi, wlo, whi;
-                    valid_range(g->H, g->OH, g->sh, ki * g->dh - g->ph, &hlo, &hhi);
-                    valid_range(g->W, OW, g->sw, kj * g->dw - g->pw, &wlo, &whi);
-                    double acc = 0.0;
-                    for (int64_t n = 0; n < g->N; n++)
-                        for (int64_t oh = hlo; oh < hhi; oh++) {
-                            int64_t ih = oh * g->sh - g->ph + ki * g->dh, iw = wlo * g->sw - g->pw + kj * g->dw;
-                            acc += row_dot(dt, gout + (size_t)((n * g->C + c) * OHW + oh * OW + wlo) * es,
-                                           x + (size_t)((n * g->C + c) * HW + ih * g->W + iw) * es,
-                                           g->sw, whi - wlo);
-                        }
-                    int64_t i = (c * g->kh + ki) * g->kw + kj;
-                    if (dt == FAROL_F32) ((float *)dw)[i] = (float)acc;
-                    else ((double *)dw)[i] = acc;
-                }
-    }
+                int64_t i = (c * g->kh + ki) * g->kw + kj;
+                if (dt == FAROL_F32) ((float *)dw)[i] = (float)acc;
+                else ((double *)dw)[i] = acc;
+            }
 }
 
 static bool is_depthwise(const farol_conv_geom *g) {
@@ -647,11 +678,11 @@ static int check_args(const char *fn, const farol_tensor *x, const farol_tensor 
 static int conv_forward(const farol_conv_geom *g, farol_dtype dt, char *out, const char *x,
                         const char *w, const char *b) {
     if (is_depthwise(g)) {
-        depthwise_forward(g, dt, out, x, w, b);
+        depthwise_planes(g, dt, out, NULL, x, w, b);
         return 0;
     }
     conv_plan p;
-    plan_init(&p, g, dt);
+    plan_init(&p, g, dt, false);
     conv_io io = {.out = out, .x = x, .w = w, .b = b};
     return run_jobs(&p, forward_job, &io);
 }
@@ -715,11 +746,11 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
     size_t es = farol_dtype_size(dt);
 
     if (rc == 0 && (dx || dw) && is_depthwise(&g)) {
-        depthwise_backward(&g, dt, dx ? farol_data(dx) : NULL, dw ? farol_data(dw) : NULL, gp,
-                           x ? farol_data(x) : NULL, w ? farol_data(w) : NULL);
+        if (dx) depthwise_planes(&g, dt, NULL, farol_data(dx), gp, farol_data(w), NULL);
+        if (dw) depthwise_weight_grad(&g, dt, farol_data(dw), gp, farol_data(x));
     } else if (rc == 0 && (dx || dw)) {
         conv_plan p;
-        plan_init(&p, &g, dt);
+        plan_init(&p, &g, dt, true);
         conv_io io = {.dx = dx ? farol_data(dx) : NULL, .gout = gp, .x = x ? farol_data(x) : NULL,
                       .w = w ? farol_data(w) : NULL};
         /* dw: one zeroed accumulator per thread, summed after */

@@ -9,30 +9,26 @@
 #include "internal.h"
 
 #include <math.h>
-#include <omp.h>
 
 typedef struct {
     int64_t planes, H, W, OH, OW;
     int64_t *h0, *h1, *w0, *w1;  /* window of output (oh, ow), clipped to the input */
     double *hn, *wn;             /* the average of (oh, ow) divides by hn[oh] * wn[ow] */
-    /* max_pool2d: kernel tap kj along W reads input column ow*sw + kj - pw
-     * for ow in [tap_lo[kj], tap_hi[kj]) */
-    int64_t kw, sw, pw, *tap_lo, *tap_hi;
+    int64_t kh, kw;              /* max_pool2d's kernel */
 } pool_plan;
 
 static void plan_free(pool_plan *p) { farol_free(p->h0); }
 
 static int plan_alloc(pool_plan *p, const char *fn, int ndim, const int64_t *shape, int64_t oh,
-                      int64_t ow, int64_t kw) {
+                      int64_t ow) {
     p->H = shape[ndim - 2];
     p->W = shape[ndim - 1];
     p->planes = ndim == 4 ? shape[0] * shape[1] : shape[0];
     p->OH = oh;
     p->OW = ow;
-    p->kw = kw;
-    /* one block: four index tables, two divisor tables, two tap tables */
-    p->h0 = farol_malloc((size_t)(oh + ow) * (2 * sizeof(int64_t) + sizeof(double)) +
-                         (size_t)kw * 2 * sizeof(int64_t));
+    p->kh = p->kw = 0;
+    /* one block: four index tables, then two divisor tables */
+    p->h0 = farol_malloc((size_t)(oh + ow) * (2 * sizeof(int64_t) + sizeof(double)));
     if (!p->h0) {
         farol_set_error("farol: %s: out of memory", fn);
         return -1;
@@ -42,8 +38,6 @@ static int plan_alloc(pool_plan *p, const char *fn, int ndim, const int64_t *sha
     p->w1 = p->w0 + ow;
     p->hn = (double *)(p->w1 + ow);
     p->wn = p->hn + oh;
-    p->tap_lo = (int64_t *)(p->wn + ow);
-    p->tap_hi = p->tap_lo + kw;
     return 0;
 }
 
@@ -56,18 +50,6 @@ static void fixed_axis(int64_t n, int64_t n_out, int64_t k, int64_t s, int64_t p
         cnt[o] = (double)(b - a);
         lo[o] = a < 0 ? 0 : a;
         hi[o] = b < n ? b : n;
-    }
-}
-
-/* the outputs of each tap kj along W whose input o*s + kj - pad lies in [0, n) */
-static void tap_ranges(pool_plan *p, int64_t s, int64_t pad) {
-    p->sw = s;
-    p->pw = pad;
-    for (int64_t kj = 0; kj < p->kw; kj++) {
-        int64_t off = kj - pad;
-        int64_t lo = off >= 0 ? 0 : (-off + s - 1) / s, hi = p->W - off <= 0 ? 0 : (p->W - off + s - 1) / s;
-        p->tap_lo[kj] = lo < p->OW ? lo : p->OW;
-        p->tap_hi[kj] = hi > p->OW ? p->OW : hi < p->tap_lo[kj] ? p->tap_lo[kj] : hi;
     }
 }
 
@@ -146,36 +128,75 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
 /* x: (P, H, W) -> out: (P, OH, OW) and, when idx is given, the flat index
  * ih*W + iw of each maximum.  Only a strictly greater value (or a NaN, as
  * PyTorch) replaces the running maximum, so ties keep the first in
- * row-major window order.  A row of outputs advances one kernel tap at a
- * time, taps in window order, so the outputs' update chains overlap; the
- * comparison does not branch (random data would mispredict it). */
-#define DEFINE_MAX_FORWARD(T, NAME)                                                             \
-    static void NAME(const pool_plan *p, T *out, int64_t *idx, int64_t *scratch, const T *x) {  \
-        int64_t HW = p->H * p->W, OHW = p->OH * p->OW, W = p->W, OW = p->OW;                    \
-        int64_t work = p->planes * HW;                                                          \
-        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
-        for (int64_t pl = 0; pl < p->planes; pl++)                                              \
-            for (int64_t oh = 0; oh < p->OH; oh++) {                                            \
-                T *o = out + pl * OHW + oh * OW;                                                \
-                int64_t *id = idx ? idx + pl * OHW + oh * OW : scratch + omp_get_thread_num() * OW; \
-                for (int64_t ow = 0; ow < OW; ow++) o[ow] = -INFINITY, id[ow] = p->h0[oh] * W + p->w0[ow]; \
-                for (int64_t ih = p->h0[oh]; ih < p->h1[oh]; ih++)                              \
-                    for (int64_t kj = 0; kj < p->kw; kj++) {                                    \
-                        const T *xr = x + pl * HW;                                              \
-                        int64_t off = ih * W + kj - p->pw, sw = p->sw, hi = p->tap_hi[kj];      \
-                        for (int64_t ow = p->tap_lo[kj]; ow < hi; ow++) {                       \
-                            int64_t i = off + ow * sw;                                          \
-                            T v = xr[i], cur = o[ow];                                           \
-                            if (v != v) { /* rare: a NaN wins */                                \
-                                o[ow] = v, id[ow] = i;                                          \
-                                continue;                                                       \
-                            }                                                                   \
-                            int64_t take = -(int64_t)(v > cur);                                 \
-                            id[ow] ^= (id[ow] ^ i) & take;                                      \
-                            o[ow] = v > cur ? v : cur;                                          \
-                        }                                                                       \
-                    }                                                                           \
-            }                                                                                   \
+ * row-major window order; starting from the first element equals starting
+ * from -inf.  The comparison does not branch (random data would mispredict
+ * it), and full 3x3 windows (ResNet's pool) run as straight-line code so
+ * that consecutive outputs overlap in the pipeline. */
+#define MAX_TAKE(T, v, j)                                                                      \
+    do {                                                                                       \
+        T v_ = (v);                                                                            \
+        if (v_ != v_) {                                                                        \
+            best = v_, bi = (j);                                                               \
+        } else {                                                                               \
+            bi ^= (bi ^ (j)) & -(int64_t)(v_ > best);                                          \
+            best = v_ > best ? v_ : best;                                                      \
+        }                                                                                      \
+    } while (0)
+
+#define DEFINE_MAX_FORWARD(T, NAME)                                                            \
+    static void NAME(const pool_plan *p, T *out, int64_t *idx, const T *x) {                   \
+        int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
+        int64_t work = p->planes * HW;                                                         \
+        bool k3 = p->kh == 3 && p->kw == 3;                                                    \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                  \
+        for (int64_t pl = 0; pl < p->planes; pl++)                                             \
+            for (int64_t oh = 0; oh < p->OH; oh++) {                                           \
+                const T *xp = x + pl * HW;                                                     \
+                int64_t h0 = p->h0[oh], h1 = p->h1[oh];                                        \
+                for (int64_t ow = 0; ow < OW; ow++) {                                          \
+                    int64_t w0 = p->w0[ow], w1 = p->w1[ow], bi = h0 * W + w0;                  \
+                    T best = xp[bi];                                                           \
+                    if (k3 && h1 - h0 == 3 && w1 - w0 == 3) {                                  \
+                        const T *r = xp + bi;                                                  \
+                        int64_t i = bi;                                                        \
+                        MAX_TAKE(T, r[1], i + 1);                                              \
+                        MAX_TAKE(T, r[2], i + 2);                                              \
+                        MAX_TAKE(T, r[W], i + W);                                              \
+                        MAX_TAKE(T, r[W + 1], i + W + 1);                                      \
+                        MAX_TAKE(T, r[W + 2], i + W + 2);                                      \
+                        MAX_TAKE(T, r[2 * W], i + 2 * W);                                      \
+                        MAX_TAKE(T, r[2 * W + 1], i + 2 * W + 1);                              \
+                        MAX_TAKE(T, r[2 * W + 2], i + 2 * W + 2);                              \
+                    } else {                                                                   \
+                        for (int64_t ih = h0; ih < h1; ih++)                                   \
+                            for (int64_t i = ih * W + w0; i < ih * W + w1; i++)                \
+                                MAX_TAKE(T, xp[i], i);                                         \
+                    }                                                                          \
+                    out[pl * OHW + oh * OW + ow] = best;                                       \
+                    if (idx) idx[pl * OHW + oh * OW + ow] = bi;                                \
+                }                                                                              \
+            }                                                                                  \
+    }
+
+/* the common 2x2 window at stride 2 without padding, straight-line */
+#define DEFINE_MAX_FORWARD_2X2(T, NAME)                                                        \
+    static void NAME(const pool_plan *p, T *out, int64_t *idx, const T *x) {                   \
+        int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
+        int64_t work = p->planes * HW;                                                         \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                  \
+        for (int64_t pl = 0; pl < p->planes; pl++)                                             \
+            for (int64_t oh = 0; oh < p->OH; oh++) {                                           \
+                const T *r = x + pl * HW + 2 * oh * W;                                         \
+                for (int64_t ow = 0; ow < OW; ow++) {                                          \
+                    int64_t i = 2 * oh * W + 2 * ow, bi = i;                                   \
+                    T best = r[2 * ow];                                                        \
+                    MAX_TAKE(T, r[2 * ow + 1], i + 1);                                         \
+                    MAX_TAKE(T, r[W + 2 * ow], i + W);                                         \
+                    MAX_TAKE(T, r[W + 2 * ow + 1], i + W + 1);                                 \
+                    out[pl * OHW + oh * OW + ow] = best;                                       \
+                    if (idx) idx[pl * OHW + oh * OW + ow] = bi;                                \
+                }                                                                              \
+            }                                                                                  \
     }
 
 /* gout: (P, OH, OW), idx -> gx: (P, H, W); overlapping windows add */
@@ -229,6 +250,8 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
 
 DEFINE_MAX_FORWARD(float, max_forward_f32)
 DEFINE_MAX_FORWARD(double, max_forward_f64)
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64)
 DEFINE_MAX_BACKWARD(float, max_backward_f32)
 DEFINE_MAX_BACKWARD(double, max_backward_f64)
 DEFINE_AVG_FORWARD(float, avg_forward_f32)
@@ -257,26 +280,27 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     int64_t k[2], s[2], pad[2], osz[2];
     if (fixed_geometry("max_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
     pool_plan p;
-    if (plan_alloc(&p, "max_pool2d", x->ndim, x->shape, osz[0], osz[1], k[1]) < 0) return NULL;
+    if (plan_alloc(&p, "max_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
     fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
     fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
-    tap_ranges(&p, s[1], pad[1]);
+    p.kh = k[0], p.kw = k[1];
     bool rec = farol_needs_record(1, &x);
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
-    /* the argmax is kept for backward, else only a row per thread */
+    bool two = k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && pad[0] == 0 && pad[1] == 0;
+    /* the argmax is kept for backward */
     farol_tensor *idx = out && rec ? farol_empty(out->ndim, out->shape, FAROL_I64) : NULL;
-    int64_t *rows = out && !rec ? farol_malloc((size_t)(omp_get_max_threads() * p.OW) * sizeof *rows) : NULL;
-    if (idx || rows) {
+    if (out && (idx || !rec)) {
         int64_t *ip = idx ? farol_data(idx) : NULL;
-        if (x->dtype == FAROL_F32) max_forward_f32(&p, farol_data(out), ip, rows, farol_data(xc));
-        else max_forward_f64(&p, farol_data(out), ip, rows, farol_data(xc));
+        bool f32 = x->dtype == FAROL_F32;
+        if (two && f32) max_forward_2x2_f32(&p, farol_data(out), ip, farol_data(xc));
+        else if (two) max_forward_2x2_f64(&p, farol_data(out), ip, farol_data(xc));
+        else if (f32) max_forward_f32(&p, farol_data(out), ip, farol_data(xc));
+        else max_forward_f64(&p, farol_data(out), ip, farol_data(xc));
     } else {
-        if (out) farol_set_error("farol: max_pool2d: out of memory");
         farol_release(out);
         out = NULL;
     }
-    farol_free(rows);
     if (out && rec) {
         farol_node *n = farol_record(FAROL_OP_MAX_POOL2D, out, 1, &x);
         if (!n || farol_save(n, idx) < 0) {
@@ -315,7 +339,7 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     int64_t k[2], s[2], pad[2], osz[2];
     if (fixed_geometry("avg_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
     pool_plan p;
-    if (plan_alloc(&p, "avg_pool2d", x->ndim, x->shape, osz[0], osz[1], 0) < 0) return NULL;
+    if (plan_alloc(&p, "avg_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
     fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
     fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
     farol_tensor *xc = farol_contig_raw(x);
@@ -339,7 +363,7 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
 int farol_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     const farol_edge *e = &n->inputs[0];
     pool_plan p;
-    if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->ip[6], n->ip[7], 0) < 0) return -1;
+    if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->ip[6], n->ip[7]) < 0) return -1;
     fixed_axis(p.H, p.OH, n->ip[0], n->ip[2], n->ip[4], p.h0, p.h1, p.hn);
     fixed_axis(p.W, p.OW, n->ip[1], n->ip[3], n->ip[5], p.w0, p.w1, p.wn);
     gin[0] = avg_backward(&p, e, gout);
@@ -369,7 +393,7 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
         return NULL;
     }
     pool_plan p;
-    if (plan_alloc(&p, "adaptive_avg_pool2d", x->ndim, x->shape, oh, ow, 0) < 0) return NULL;
+    if (plan_alloc(&p, "adaptive_avg_pool2d", x->ndim, x->shape, oh, ow) < 0) return NULL;
     adaptive_axis(p.H, oh, p.h0, p.h1, p.hn);
     adaptive_axis(p.W, ow, p.w0, p.w1, p.wn);
     farol_tensor *xc = farol_contig_raw(x);
@@ -392,7 +416,7 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
 int farol_adaptive_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     const farol_edge *e = &n->inputs[0];
     pool_plan p;
-    if (plan_alloc(&p, "adaptive_avg_pool2d", e->ndim, e->shape, n->ip[0], n->ip[1], 0) < 0) return -1;
+    if (plan_alloc(&p, "adaptive_avg_pool2d", e->ndim, e->shape, n->ip[0], n->ip[1]) < 0) return -1;
     adaptive_axis(p.H, p.OH, p.h0, p.h1, p.hn);
     adaptive_axis(p.W, p.OW, p.w0, p.w1, p.wn);
     gin[0] = avg_backward(&p, e, gout);

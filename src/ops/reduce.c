@@ -248,9 +248,9 @@ static void reduce_i64(kind k, int64_t *out, int64_t *idx, const int64_t *x, con
     for (int64_t l = 0; l < lines; l++) {
         const int64_t *line = x + (l / inner) * n * inner + l % inner;
         if (k == K_SUM) {
-            int64_t acc = 0;
-            for (int64_t i = 0; i < n; i++) acc += line[i * inner];
-            out[l] = acc;
+            uint64_t acc = 0;  /* wraps like PyTorch's int64 sum; signed overflow is UB */
+            for (int64_t i = 0; i < n; i++) acc += (uint64_t)line[i * inner];
+            out[l] = (int64_t)acc;
         } else {
             int64_t v = extreme_i64(line, n, inner, k == K_AMIN || k == K_MIN_DIM,
                                     idx ? idx + l : NULL);

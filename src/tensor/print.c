@@ -36,7 +36,8 @@ typedef struct {
 } printer;
 
 static void put_number(strbuf *b, const printer *p, double v) {
-    if (p->t->dtype == FAROL_I64) put(b, "%*lld", p->width, (long long)v);
+    if (p->t->dtype == FAROL_I64) /* widths only: elements print exactly in put_rows */
+        put(b, "%*lld", p->width, (long long)(v > 9e18 ? 9e18 : v < -9e18 ? -9e18 : v));
     else if (isnan(v)) put(b, "%*s", p->width, "nan");
     else if (isinf(v)) put(b, "%*s", p->width, v > 0 ? "inf" : "-inf");
     else if (p->sci) put(b, "%*.*e", p->width, p->prec, v);
@@ -75,7 +76,8 @@ static void collect(void *ctx, double v) {
 static void put_rows(strbuf *b, const printer *p, int dim, int64_t *idx) {
     const farol_tensor *t = p->t;
     if (dim == t->ndim) {
-        put_number(b, p, farol_get(t, idx));
+        if (t->dtype == FAROL_I64) put(b, "%*lld", p->width, (long long)farol_get_i64(t, idx));
+        else put_number(b, p, farol_get(t, idx));
         return;
     }
     put(b, "[");

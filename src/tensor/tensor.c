@@ -307,6 +307,11 @@ int farol_set(farol_tensor *t, const int64_t *index, double v) {
     return 0;
 }
 
+int64_t farol_get_i64(const farol_tensor *t, const int64_t *index) {
+    if (t->dtype != FAROL_I64) return to_int64(farol_get(t, index));
+    return *(const int64_t *)element(t, index);
+}
+
 double farol_item(const farol_tensor *t) { return load(farol_data(t), t->dtype); }
 
 double farol_get_flat(const farol_tensor *t, int64_t k) {

@@ -4,17 +4,18 @@
 
 #include <cblas.h>
 #include <omp.h>
+#include <stdatomic.h>
 
-static int num_threads;
+static atomic_int num_threads;  /* 0 until set: all cores */
 
 void farol_set_num_threads(int n) {
     if (n < 1) n = 1;
-    num_threads = n;
+    atomic_store(&num_threads, n);
     openblas_set_num_threads(n);
     omp_set_num_threads(n);
 }
 
 int farol_get_num_threads(void) {
-    if (num_threads == 0) num_threads = omp_get_num_procs();
-    return num_threads;
+    int n = atomic_load(&num_threads);
+    return n > 0 ? n : omp_get_num_procs();
 }

@@ -199,9 +199,15 @@ static void test_conv2d_fast_vs_naive(void **state) {
         {6, 64, 7, 7, 32, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)},  /* small planes: images batched per GEMM */
         {5, 32, 7, 7, 64, 3, 3, opts(1, 1, 1, 1, 1, 1, 2)},  /* batched 2+2+1, threaded, groups */
         {7, 16, 5, 5, 12, 3, 3, opts(1, 1, 1, 1, 1, 1, 2)},  /* batched in one GEMM, groups */
-        {1, 16, 40, 40, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)}, /* one image: threaded GEMM and im2col */
+        /* one image over several threads: tiles of rows forward, blocks of channels backward */
+        {1, 16, 40, 40, 16, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)},
+        {1, 64, 30, 30, 64, 1, 1, opts(1, 1, 0, 0, 1, 1, 1)},
+        {1, 32, 33, 31, 32, 3, 3, opts(2, 2, 1, 1, 1, 1, 1)},
+        {1, 1, 64, 64, 64, 5, 5, opts(1, 1, 2, 2, 1, 1, 1)},  /* one channel: no channel split */
         {4, 32, 30, 30, 32, 3, 3, opts(1, 1, 1, 1, 1, 1, 32)}, /* depthwise, threaded */
         {2, 3, 2, 2, 2, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)},    /* padding wider than the input's rest */
+        {2, 2, 3, 1, 3, 3, 3, opts(1, 1, 1, 1, 1, 1, 1)},    /* edge taps that see only padding */
+        {2, 3, 6, 5, 4, 5, 3, opts(1, 1, 4, 2, 2, 2, 1)},    /* same width with dilation 2 */
         /* wide rows: the columns are built a few output rows at a time */
         {2, 32, 13, 301, 4, 3, 3, opts(2, 1, 2, 1, 2, 1, 1)},
         {1, 32, 12, 200, 6, 3, 3, opts(1, 1, 1, 1, 1, 1, 2)},

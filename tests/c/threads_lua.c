@@ -13,7 +13,8 @@
  * grad mode must be on again.  Each state calls
  * farol.set_num_threads(1), so no OpenMP team is spawned and sums run in one
  * fixed order.  Prints one line per check and "N passed, M failed"; exits
- * non-zero on a failure.  Run as is and under ThreadSanitizer (scripts/test). */
+ * non-zero on a failure.  scripts/test runs it in the release, ASan and
+ * ThreadSanitizer builds. */
 #define _POSIX_C_SOURCE 200809L
 
 #include "lua/binding.h"
@@ -120,12 +121,21 @@ static void note(worker *w, int *counter, const char *fmt, int it) {
         snprintf(w->first_problem, sizeof w->first_problem, fmt, it);
 }
 
+/* The threads open their states together, before any other state exists
+ * (the first farol_lua_open of the process runs in all of them at once),
+ * wait while the main thread computes the references, then run. */
+static pthread_barrier_t opened, go;
+static bool references_ok;
+
 static void *work(void *arg) {
     worker *w = arg;
     results *r = malloc(sizeof *r);
     lua_State *L = r ? open_state(w->seed, w->first_problem, sizeof w->first_problem) : NULL;
-    if (!L) {
-        w->bad_lua++;
+    pthread_barrier_wait(&opened);
+    pthread_barrier_wait(&go);
+    if (!L || !references_ok) {
+        w->bad_lua += !L;
+        if (L) lua_close(L);
         free(r);
         return NULL;
     }
@@ -152,6 +162,27 @@ static void *work(void *arg) {
     return NULL;
 }
 
+/* the references, one state per seed on this thread; run twice so that a
+ * state that is not reproducible by itself is not blamed on threads */
+static void compute_references(int n, results *ref) {
+    static results again;
+    bool repeatable = true;
+    references_ok = true;
+    for (int k = 0; k < n && references_ok; k++) {
+        char problem[512] = "";
+        lua_State *L = open_state(11 * (k + 1), problem, sizeof problem);
+        references_ok = L && run_once(L, &ref[k], problem, sizeof problem) &&
+                        run_once(L, &again, problem, sizeof problem);
+        if (!references_ok) printf("reference for seed %d: %s\n", 11 * (k + 1), problem);
+        else repeatable &= memcmp(&again, &ref[k], sizeof again) == 0 &&
+                           strcmp(again.error, farol_last_error()) == 0;
+        if (L) lua_close(L);
+    }
+    check(references_ok, "single-thread references computed");
+    if (references_ok)
+        check(repeatable, "single-thread results repeat bit for bit; the error survives the calls after it");
+}
+
 int main(int argc, char **argv) {
     int n_threads = argc > 1 ? atoi(argv[1]) : MAX_THREADS;
     int iterations = argc > 2 ? atoi(argv[2]) : 50;
@@ -162,45 +193,32 @@ int main(int argc, char **argv) {
     size_t live_before = farol_live_bytes();
     static results ref[MAX_THREADS];
     static worker w[MAX_THREADS];
-
-    /* the references, one state per seed on this thread; run twice so that a
-     * state that is not reproducible by itself is not blamed on threads */
-    bool ref_ok = true, repeatable = true;
-    for (int k = 0; k < n_threads && ref_ok; k++) {
-        char problem[512] = "";
-        lua_State *L = open_state(11 * (k + 1), problem, sizeof problem);
-        static results again;
-        ref_ok = L && run_once(L, &ref[k], problem, sizeof problem) && run_once(L, &again, problem, sizeof problem);
-        if (!ref_ok) printf("reference for seed %d: %s\n", 11 * (k + 1), problem);
-        else repeatable &= memcmp(&again, &ref[k], sizeof again) == 0 &&
-                           strcmp(again.error, farol_last_error()) == 0;
-        if (L) lua_close(L);
-    }
-    check(ref_ok, "single-thread references computed");
-    if (!ref_ok) {
-        printf("%d passed, %d failed\n", passed, failed);
-        return 1;
-    }
-    check(repeatable, "single-thread results repeat bit for bit; the error survives the calls after it");
-
     pthread_t tid[MAX_THREADS];
-    int started = 0;
+    pthread_barrier_init(&opened, NULL, (unsigned)n_threads + 1);
+    pthread_barrier_init(&go, NULL, (unsigned)n_threads + 1);
     for (int k = 0; k < n_threads; k++) {
         w[k] = (worker){.seed = 11 * (k + 1), .iterations = iterations, .ref = &ref[k]};
-        if (pthread_create(&tid[k], NULL, work, &w[k]) != 0) break;
-        started++;
+        if (pthread_create(&tid[k], NULL, work, &w[k]) != 0) {
+            /* the barriers would wait for it forever */
+            fprintf(stderr, "threads_lua: cannot start thread %d\n", k + 1);
+            return 1;
+        }
     }
-    for (int k = 0; k < started; k++) pthread_join(tid[k], NULL);
-    check(started == n_threads, "threads started");
+    pthread_barrier_wait(&opened);
+    compute_references(n_threads, ref);
+    pthread_barrier_wait(&go);
+    for (int k = 0; k < n_threads; k++) pthread_join(tid[k], NULL);
+    pthread_barrier_destroy(&opened);
+    pthread_barrier_destroy(&go);
 
     char what[160];
-    for (int k = 0; k < started; k++) {
+    for (int k = 0; k < n_threads && references_ok; k++) {
         const worker *x = &w[k];
         if (x->first_problem[0]) printf("thread %d (seed %d): %s\n", k + 1, x->seed, x->first_problem);
 #define CHECK_THREAD(count, text)                                                            \
     snprintf(what, sizeof what, "thread %d: %s (%d iterations)", k + 1, text, iterations); \
     check(x->count == 0, what)
-        CHECK_THREAD(bad_lua, "every call succeeded");
+        CHECK_THREAD(bad_lua, "opened farol and every call succeeded");
         CHECK_THREAD(bad_attr, "Saliency bitwise equal to the single-thread result");
         CHECK_THREAD(bad_random, "manual_seed + randn give this thread's own normals");
         CHECK_THREAD(bad_error, "error messages are this thread's own");

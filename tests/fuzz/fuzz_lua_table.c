@@ -6,13 +6,16 @@
  * "return <input>" in a small sandbox (farol.tensor, setmetatable, math
  * constants: no files, no load, no pcall to swallow the limits), then
  * farol.tensor(value [, "int64" | "float64"]) and, on success, x:sum(),
- * x:view(-1), tostring(x) and x:totable().  Errors are fine; a crash, a
- * sanitizer report, a leak or a broken invariant (__builtin_trap) is not.
+ * x:view(-1), tostring(x) and x:totable(), which must give back exactly
+ * the numbers an int64 or float64 tensor accepted.  Errors are fine; a
+ * crash, a sanitizer report, a leak or a broken invariant (__builtin_trap)
+ * is not.
  * An instruction-count hook and a 64 MB cap on Lua's allocator keep every
  * input short.  Replayed over the corpus by tests/fuzz/replay.c. */
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -116,6 +119,40 @@ static void method(lua_State *L, int x, const char *name, int nargs) {
     lua_call(L, nargs + 1, 1);
 }
 
+/* 1 when got (from x:totable()) holds exactly the numbers of src, 0 when it
+ * does not, -1 when there is nothing exact to compare: src is not a plain
+ * nested array of numbers (booleans, strings, metatables), or it holds an
+ * integer beyond 2^53 and the dtype is float64 */
+static int same_numbers(lua_State *L, int src, int got, bool f64) {
+    luaL_checkstack(L, 4, "same_numbers");
+    if (lua_type(L, src) == LUA_TNUMBER) {
+        if (lua_type(L, got) != LUA_TNUMBER) return 0;
+        if (f64 && lua_isinteger(L, src)) {
+            lua_Integer i = lua_tointeger(L, src);
+            if (i > ((lua_Integer)1 << 53) || i < -((lua_Integer)1 << 53)) return -1;
+        }
+        double a = lua_tonumber(L, src), b = lua_tonumber(L, got);
+        if (a != a) return b != b;
+        return lua_compare(L, src, got, LUA_OPEQ);  /* exact, integers and floats alike */
+    }
+    if (lua_type(L, src) != LUA_TTABLE) return -1;
+    if (lua_getmetatable(L, src)) {
+        lua_pop(L, 1);
+        return -1;
+    }
+    lua_Unsigned n = lua_rawlen(L, src);
+    if (lua_type(L, got) != LUA_TTABLE || lua_rawlen(L, got) != n) return 0;
+    int result = 1;
+    for (lua_Unsigned k = 1; k <= n && result != 0; k++) {
+        lua_rawgeti(L, src, (lua_Integer)k);
+        lua_rawgeti(L, got, (lua_Integer)k);
+        int r = same_numbers(L, lua_gettop(L) - 1, lua_gettop(L), f64);
+        lua_pop(L, 2);
+        if (r <= 0) result = r;
+    }
+    return result;
+}
+
 /* (tensor_fn, value, dtype|nil): the conversion, then the ops; raises on any
  * error, traps on a broken invariant */
 static int convert(lua_State *L) {
@@ -149,6 +186,9 @@ static int convert(lua_State *L) {
     luaL_tolstring(L, x, NULL);
     lua_settop(L, x);
     method(L, x, "totable", 0);
+    /* int64 and float64 keep every value they accepted: totable gives them back */
+    if (!lua_isnoneornil(L, 3) && same_numbers(L, 2, lua_gettop(L), strcmp(lua_tostring(L, 3), "float64") == 0) == 0)
+        __builtin_trap();
     return 0;
 }
 
