@@ -613,29 +613,20 @@ static int m_to(lua_State *L) {
 
 /* ---- views ---- */
 
-static int m_view(lua_State *L) {
+/* x:view(...), x:reshape(...), x:expand(...): sizes as varargs or an array */
+typedef farol_tensor *(*reshape_fn)(farol_tensor *, int, const int64_t *);
+
+static int resized(lua_State *L, reshape_fn fn, const char *name) {
     farol_tensor *t = check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
-    int n = check_shape_only(L, 2, shape, "view", true);
-    push_tensor(L, farol_view(t, n, shape));
+    int n = check_shape_only(L, 2, shape, name, true);
+    push_tensor(L, fn(t, n, shape));
     return 1;
 }
 
-static int m_reshape(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    int64_t shape[FAROL_MAX_DIMS];
-    int n = check_shape_only(L, 2, shape, "reshape", true);
-    push_tensor(L, farol_reshape(t, n, shape));
-    return 1;
-}
-
-static int m_expand(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    int64_t shape[FAROL_MAX_DIMS];
-    int n = check_shape_only(L, 2, shape, "expand", true);
-    push_tensor(L, farol_expand(t, n, shape));
-    return 1;
-}
+static int m_view(lua_State *L) { return resized(L, farol_view, "view"); }
+static int m_reshape(lua_State *L) { return resized(L, farol_reshape, "reshape"); }
+static int m_expand(lua_State *L) { return resized(L, farol_expand, "expand"); }
 
 static int m_flatten(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
