@@ -56,11 +56,23 @@ int farol_error(lua_State *L, const char *fmt, ...) {
 
 int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error()); }
 
+static int new_box(lua_State *L) {
+    tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->t = NULL;
+    luaL_setmetatable(L, FAROL_TENSOR_MT);
+    return 1;
+}
+
+/* The box is made under lua_pcall: if Lua runs out of memory making it, t
+ * is released before the error goes on, instead of leaking. */
 void push_tensor(lua_State *L, farol_tensor *t) {
     if (!t) raise_error(L);
-    tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->t = t;
-    luaL_setmetatable(L, FAROL_TENSOR_MT);
+    lua_pushcfunction(L, new_box);
+    if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
+        farol_release(t);
+        lua_error(L);
+    }
+    ((tensor_box *)lua_touserdata(L, -1))->t = t;
     maybe_collect(L);
 }
 

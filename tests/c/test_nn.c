@@ -495,36 +495,28 @@ static void test_nn_alloc_failures(void **state) {
     RELEASE_ALL(a, b, lab);
 }
 
-/* a failed assertion may leave grad mode off or an allocation failure armed */
-static int reset(void **state) {
-    (void)state;
-    farol_set_grad_enabled(true);
-    farol_alloc_fail_at(0);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_embedding_fixture, reset),
-        cmocka_unit_test_setup(test_embedding_gradcheck, reset),
-        cmocka_unit_test_setup(test_embedding_errors, reset),
-        cmocka_unit_test_setup(test_dropout_fixture, reset),
-        cmocka_unit_test_setup(test_dropout_training, reset),
-        cmocka_unit_test_setup(test_dropout_gradcheck, reset),
-        cmocka_unit_test_setup(test_dropout_errors, reset),
-        cmocka_unit_test_setup(test_cross_entropy_fixture, reset),
-        cmocka_unit_test_setup(test_cross_entropy_gradcheck, reset),
-        cmocka_unit_test_setup(test_cross_entropy_large_logits, reset),
-        cmocka_unit_test_setup(test_cross_entropy_errors, reset),
-        cmocka_unit_test_setup(test_mse_loss_fixture, reset),
-        cmocka_unit_test_setup(test_mse_loss_gradcheck, reset),
-        cmocka_unit_test_setup(test_mse_loss_dtypes, reset),
-        cmocka_unit_test_setup(test_mse_loss_errors, reset),
-        cmocka_unit_test_setup(test_pad_fixture, reset),
-        cmocka_unit_test_setup(test_pad_gradcheck, reset),
-        cmocka_unit_test_setup(test_pad_values, reset),
-        cmocka_unit_test_setup(test_pad_errors, reset),
-        cmocka_unit_test_setup(test_nn_alloc_failures, reset),
+        cmocka_unit_test_setup(test_embedding_fixture, tu_reset),
+        cmocka_unit_test_setup(test_embedding_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_embedding_errors, tu_reset),
+        cmocka_unit_test_setup(test_dropout_fixture, tu_reset),
+        cmocka_unit_test_setup(test_dropout_training, tu_reset),
+        cmocka_unit_test_setup(test_dropout_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_dropout_errors, tu_reset),
+        cmocka_unit_test_setup(test_cross_entropy_fixture, tu_reset),
+        cmocka_unit_test_setup(test_cross_entropy_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_cross_entropy_large_logits, tu_reset),
+        cmocka_unit_test_setup(test_cross_entropy_errors, tu_reset),
+        cmocka_unit_test_setup(test_mse_loss_fixture, tu_reset),
+        cmocka_unit_test_setup(test_mse_loss_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_mse_loss_dtypes, tu_reset),
+        cmocka_unit_test_setup(test_mse_loss_errors, tu_reset),
+        cmocka_unit_test_setup(test_pad_fixture, tu_reset),
+        cmocka_unit_test_setup(test_pad_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_pad_values, tu_reset),
+        cmocka_unit_test_setup(test_pad_errors, tu_reset),
+        cmocka_unit_test_setup(test_nn_alloc_failures, tu_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

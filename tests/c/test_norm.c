@@ -406,28 +406,20 @@ static void test_norm_alloc_failures(void **state) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) farol_release(all[i]);
 }
 
-/* a failed assertion may leave grad mode off or an allocation failure armed */
-static int reset(void **state) {
-    (void)state;
-    farol_set_grad_enabled(true);
-    farol_alloc_fail_at(0);
-    return 0;
-}
-
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_batch_norm_fixture, reset),
-        cmocka_unit_test_setup(test_batch_norm_gradcheck, reset),
-        cmocka_unit_test_setup(test_batch_norm_stats_no_grad, reset),
-        cmocka_unit_test_setup(test_batch_norm_f32_and_mixed, reset),
-        cmocka_unit_test_setup(test_batch_norm_errors, reset),
-        cmocka_unit_test_setup(test_layer_norm_fixture, reset),
-        cmocka_unit_test_setup(test_layer_norm_gradcheck, reset),
-        cmocka_unit_test_setup(test_layer_norm_f32_benchmark_shape, reset),
-        cmocka_unit_test_setup(test_layer_norm_mixed_dtypes, reset),
-        cmocka_unit_test_setup(test_layer_norm_statistics, reset),
-        cmocka_unit_test_setup(test_layer_norm_errors, reset),
-        cmocka_unit_test_setup(test_norm_alloc_failures, reset),
+        cmocka_unit_test_setup(test_batch_norm_fixture, tu_reset),
+        cmocka_unit_test_setup(test_batch_norm_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_batch_norm_stats_no_grad, tu_reset),
+        cmocka_unit_test_setup(test_batch_norm_f32_and_mixed, tu_reset),
+        cmocka_unit_test_setup(test_batch_norm_errors, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_fixture, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_gradcheck, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_f32_benchmark_shape, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_mixed_dtypes, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_statistics, tu_reset),
+        cmocka_unit_test_setup(test_layer_norm_errors, tu_reset),
+        cmocka_unit_test_setup(test_norm_alloc_failures, tu_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

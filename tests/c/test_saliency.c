@@ -4,12 +4,6 @@
 
 #include <math.h>
 
-static int setup(void **state) {
-    farol_set_grad_enabled(true);
-    farol_alloc_fail_at(0);
-    return 0;
-}
-
 /* out = x @ w^T (N x K), w fixed */
 typedef struct { farol_tensor *w; int calls; bool fail; } linear_ctx;
 
@@ -178,10 +172,10 @@ static void test_allocation_failure_through_cnn(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_target_forms, setup),
-        cmocka_unit_test_setup(test_inputs_untouched, setup),
-        cmocka_unit_test_setup(test_errors, setup),
-        cmocka_unit_test_setup(test_allocation_failure_through_cnn, setup),
+        cmocka_unit_test_setup(test_target_forms, tu_reset),
+        cmocka_unit_test_setup(test_inputs_untouched, tu_reset),
+        cmocka_unit_test_setup(test_errors, tu_reset),
+        cmocka_unit_test_setup(test_allocation_failure_through_cnn, tu_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

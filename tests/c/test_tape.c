@@ -4,13 +4,6 @@
 
 #include <math.h>
 
-static int setup(void **state) {
-    farol_set_grad_enabled(true);
-    farol_alloc_fail_at(0);
-    farol_reset_tape_stats();
-    return 0;
-}
-
 static farol_tensor *leaf(int ndim, const int64_t *shape, uint64_t seed, bool grad) {
     farol_manual_seed(seed);
     farol_tensor *t = farol_randn(ndim, shape, FAROL_F64);
@@ -243,17 +236,17 @@ static void test_allocation_failures(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup(test_prunes_weight_gradients, setup),
-        cmocka_unit_test_setup(test_prunes_unrelated_branches, setup),
-        cmocka_unit_test_setup(test_accumulates_over_paths, setup),
-        cmocka_unit_test_setup(test_graph_reused_by_two_outputs, setup),
-        cmocka_unit_test_setup(test_grad_leaves_dot_grad_alone, setup),
-        cmocka_unit_test_setup(test_grad_wrt_intermediate, setup),
-        cmocka_unit_test_setup(test_errors, setup),
-        cmocka_unit_test_setup(test_inplace_after_save_is_caught, setup),
-        cmocka_unit_test_setup(test_lifetime, setup),
-        cmocka_unit_test_setup(test_no_grad_records_nothing, setup),
-        cmocka_unit_test_setup(test_allocation_failures, setup),
+        cmocka_unit_test_setup(test_prunes_weight_gradients, tu_reset),
+        cmocka_unit_test_setup(test_prunes_unrelated_branches, tu_reset),
+        cmocka_unit_test_setup(test_accumulates_over_paths, tu_reset),
+        cmocka_unit_test_setup(test_graph_reused_by_two_outputs, tu_reset),
+        cmocka_unit_test_setup(test_grad_leaves_dot_grad_alone, tu_reset),
+        cmocka_unit_test_setup(test_grad_wrt_intermediate, tu_reset),
+        cmocka_unit_test_setup(test_errors, tu_reset),
+        cmocka_unit_test_setup(test_inplace_after_save_is_caught, tu_reset),
+        cmocka_unit_test_setup(test_lifetime, tu_reset),
+        cmocka_unit_test_setup(test_no_grad_records_nothing, tu_reset),
+        cmocka_unit_test_setup(test_allocation_failures, tu_reset),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

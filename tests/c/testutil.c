@@ -3,6 +3,14 @@
 #include <math.h>
 #include <stdio.h>
 
+int tu_reset(void **state) {
+    (void)state;
+    farol_set_grad_enabled(true);
+    farol_alloc_fail_at(0);
+    farol_reset_tape_stats();
+    return 0;
+}
+
 farol_tensor *tu_tensor(int ndim, const int64_t *shape, const double *vals) {
     farol_tensor *t = farol_from_data(ndim, shape, FAROL_F64, vals);
     assert_non_null(t);

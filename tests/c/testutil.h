@@ -41,6 +41,10 @@ farol_tensor *tu_fx(const farol_tensor_dict *d, const char *variant, const char 
 void tu_check_fixture(const farol_tensor_dict *d, const char *variant, tu_fn f, void *ctx,
                       int n, const char *const *names);
 
+/* Per-test setup: a failed assertion in an earlier test may have left grad
+ * mode off or an allocation failure armed.  Use with cmocka_unit_test_setup. */
+int tu_reset(void **state);
+
 /* The counting allocator: fail the nth allocation from now (1-based), 0 = never. */
 void farol_alloc_fail_at(int64_t n);
 int64_t farol_alloc_count(void);
