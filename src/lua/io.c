@@ -8,6 +8,13 @@ static bool ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+#define FAROL_DICT_MT "farol.dict"
+
+static int dict_gc(lua_State *L) {
+    farol_dict_free(luaL_checkudata(L, 1, FAROL_DICT_MT));
+    return 0;
+}
+
 /* farol.load(path) -> {name = tensor}, metadata (safetensors); a tensor (.npy) */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
@@ -15,25 +22,28 @@ static int l_load(lua_State *L) {
         push_tensor(L, farol_load_npy(path));
         return 1;
     }
-    farol_tensor_dict d = {0};
-    if (farol_load_safetensors(path, &d) < 0) return raise_error(L);
-    /* move everything into Lua values; the dict's tensors are handed over one
-     * by one so an error midway leaks nothing already pushed */
-    lua_createtable(L, 0, d.n);
-    lua_createtable(L, 0, d.n_meta);
-    for (int i = 0; i < d.n_meta; i++) {
-        lua_pushstring(L, d.meta_values[i]);
-        lua_setfield(L, -2, d.meta_keys[i]);
+    /* the dict lives in a collectable userdata (liolib's pattern): whatever
+     * raises below, the GC frees what was not handed over */
+    farol_tensor_dict *d = lua_newuserdatauv(L, sizeof *d, 0);
+    memset(d, 0, sizeof *d);
+    luaL_setmetatable(L, FAROL_DICT_MT);
+    if (farol_load_safetensors(path, d) < 0) return raise_error(L);
+    lua_createtable(L, 0, d->n);
+    lua_createtable(L, 0, d->n_meta);
+    for (int i = 0; i < d->n_meta; i++) {
+        lua_pushstring(L, d->meta_values[i]);
+        lua_setfield(L, -2, d->meta_keys[i]);
     }
-    for (int i = 0; i < d.n; i++) {
-        lua_pushstring(L, d.names[i]);
+    for (int i = 0; i < d->n; i++) {
+        lua_pushstring(L, d->names[i]);
         tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->t = d.tensors[i];
-        d.tensors[i] = NULL;
+        b->t = NULL;
         luaL_setmetatable(L, FAROL_TENSOR_MT);
+        b->t = d->tensors[i];
+        d->tensors[i] = NULL;
         lua_settable(L, -4);
     }
-    farol_dict_free(&d);
+    farol_dict_free(d);
     return 2;
 }
 
@@ -94,6 +104,10 @@ static int l_save(lua_State *L) {
 static const luaL_Reg funcs[] = {{"load", l_load}, {"save", l_save}, {NULL, NULL}};
 
 void farol_lua_io(lua_State *L) {
+    luaL_newmetatable(L, FAROL_DICT_MT);
+    lua_pushcfunction(L, dict_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
     lua_pushvalue(L, -2);
     luaL_setfuncs(L, funcs, 0);
     lua_pop(L, 1);
