@@ -23,6 +23,7 @@ typedef struct {
     int n_idx;              /* indices per example (dims 1 .. n_idx of the output) */
     int64_t n_examples;     /* PER_EXAMPLE: rows in idx */
     const int64_t *idx;
+    bool need_2d;           /* per-example classes (Captum's list of ints): the output must be 2-D */
 } farol_target;
 
 /* attrs[k] gets a new tensor shaped and typed like inputs[k].  The inputs are

@@ -54,6 +54,11 @@ static farol_tensor *selection_mask(const farol_tensor *out, const farol_target 
         return NULL;
     }
     int64_t batch = out->shape[0];
+    if (tg->kind == FAROL_TARGET_PER_EXAMPLE && tg->need_2d && out->ndim != 2) {
+        farol_set_error("farol: Saliency: one class per example needs a 2-D output (batch, "
+                        "classes), got %s; give one index tuple per example instead", sh);
+        return NULL;
+    }
     if (tg->kind == FAROL_TARGET_PER_EXAMPLE) {
         if (tg->n_examples != n) {
             farol_set_error("farol: Saliency: the per-example target has %lld entries but the batch "
@@ -115,7 +120,7 @@ int farol_saliency(farol_forward_fn forward, void *ctx, int n_in, farol_tensor *
                    const farol_target *target, bool abs, farol_tensor **attrs) {
     for (int i = 0; i < n_in; i++) attrs[i] = NULL;
     if (check_inputs(n_in, inputs) < 0) return -1;
-    farol_target none = {FAROL_TARGET_NONE, 0, 0, NULL};
+    farol_target none = {FAROL_TARGET_NONE, 0, 0, NULL, false};
     if (!target) target = &none;
 
     int rc = -1;

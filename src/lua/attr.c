@@ -48,7 +48,7 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
     if (lua_type(L, idx) == LUA_TNUMBER) {
         int64_t *p = lua_newuserdatauv(L, sizeof *p, 0);
         p[0] = target_index(L, idx, "target");
-        *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p};
+        *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p, false};
         return;
     }
     tensor_box *box = luaL_testudata(L, idx, FAROL_TENSOR_MT);
@@ -66,8 +66,8 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
             p[i] = target_index(L, lua_gettop(L), "target tensor element");
             lua_pop(L, 1);
         }
-        if (n == 1) *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p};
-        else *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, 1, n, p};
+        if (n == 1) *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p, false};
+        else *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, 1, n, p, true};
         return;
     }
     if (!lua_istable(L, idx))
@@ -76,7 +76,7 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
     if (is_tuple(L, idx)) {
         int64_t *p = lua_newuserdatauv(L, FAROL_MAX_DIMS * sizeof *p, 0);
         int n = read_indices(L, idx, p, "the target tuple");
-        *tg = (farol_target){FAROL_TARGET_ALL, n, 0, p};
+        *tg = (farol_target){FAROL_TARGET_ALL, n, 0, p, false};
         return;
     }
     /* an array: integers (one class per example) or tuples/arrays (one index
@@ -110,7 +110,7 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
         }
         lua_pop(L, 1);
     }
-    *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, width, n, p};
+    *tg = (farol_target){FAROL_TARGET_PER_EXAMPLE, width, n, p, !rows};
 }
 
 typedef struct {

@@ -32,7 +32,7 @@ static void test_target_forms(void **state) {
     linear_ctx c = {w, 0, false};
     /* one class for every example: |w[t]| per row */
     int64_t t = 2;
-    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t};
+    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t, false};
     assert_int_equal(farol_saliency(linear_forward, &c, 1, &x, &all, true, &a), 0);
     for (int64_t n = 0; n < 3; n++)
         for (int64_t j = 0; j < 4; j++) {
@@ -48,7 +48,7 @@ static void test_target_forms(void **state) {
     farol_release(a);
     /* one class per example */
     int64_t per[3] = {0, 4, 1};
-    farol_target pe = {FAROL_TARGET_PER_EXAMPLE, 1, 3, per};
+    farol_target pe = {FAROL_TARGET_PER_EXAMPLE, 1, 3, per, false};
     assert_int_equal(farol_saliency(linear_forward, &c, 1, &x, &pe, false, &a), 0);
     for (int64_t n = 0; n < 3; n++) {
         int64_t ai2[2] = {n, 1}, wi2[2] = {per[n], 1};
@@ -67,7 +67,7 @@ static void test_inputs_untouched(void **state) {
     farol_tensor *before = farol_clone(x);
     linear_ctx c = {w, 0, false};
     int64_t t = 0;
-    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t};
+    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t, false};
     assert_int_equal(farol_saliency(linear_forward, &c, 1, &x, &all, true, &a), 0);
     assert_false(x->requires_grad);
     assert_null(x->grad);
@@ -93,15 +93,15 @@ static void test_errors(void **state) {
     linear_ctx c = {w, 0, false};
     expect_error(&c, x, NULL, "a target is needed: the forward output has shape [3, 5]");
     int64_t t = 5;
-    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t};
+    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t, false};
     expect_error(&c, x, &all, "target index 6 is out of range for output dim 2 of size 5");
     t = -6;
     expect_error(&c, x, &all, "target index -6 is out of range");
     int64_t per[2] = {0, 1};
-    farol_target pe = {FAROL_TARGET_PER_EXAMPLE, 1, 2, per};
+    farol_target pe = {FAROL_TARGET_PER_EXAMPLE, 1, 2, per, false};
     expect_error(&c, x, &pe, "per-example target has 2 entries but the batch has 3");
     int64_t two[2] = {0, 0};
-    farol_target tup = {FAROL_TARGET_ALL, 2, 0, two};
+    farol_target tup = {FAROL_TARGET_ALL, 2, 0, two, false};
     expect_error(&c, x, &tup, "target has 2 indices per example but output [3, 5] has 1 dims");
     c.fail = true;
     t = 0;
@@ -143,7 +143,7 @@ static void test_allocation_failure_through_cnn(void **state) {
     cnn_ctx c = {randn(4, cws, 1, FAROL_F32), randn(1, cbs, 2, FAROL_F32), randn(2, lws, 3, FAROL_F32)};
     farol_tensor *x1 = randn(4, xs, 4, FAROL_F32), *x2 = randn(4, xs, 5, FAROL_F32), *in[2] = {x1, x2};
     int64_t t = 2;
-    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t};
+    farol_target all = {FAROL_TARGET_ALL, 1, 0, &t, false};
     farol_tensor *ref[2];
     assert_int_equal(farol_saliency(cnn_forward, &c, 2, in, &all, true, ref), 0);
     size_t live = farol_live_bytes();
