@@ -6,8 +6,13 @@
 #include <lualib.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#ifdef FAROL_READLINE
+#include <readline/history.h>
+#include <readline/readline.h>
+#endif
 
 int farol_lua_open(lua_State *L);
 
@@ -96,6 +101,26 @@ static bool incomplete(lua_State *L, int status) {
     return len >= 5 && strcmp(msg + len - 5, "<eof>") == 0;
 }
 
+/* one line of input into buf (with its newline), prompting on a terminal;
+ * false at end of input.  With readline: editing and history. */
+static bool read_line(bool tty, const char *prompt, char *buf, size_t size) {
+#ifdef FAROL_READLINE
+    if (tty) {
+        char *line = readline(prompt);
+        if (!line) return false;
+        if (line[0]) add_history(line);
+        snprintf(buf, size, "%s\n", line);
+        free(line);
+        return true;
+    }
+#endif
+    if (tty) {
+        fputs(prompt, stdout);
+        fflush(stdout);
+    }
+    return fgets(buf, (int)size, stdin) != NULL;
+}
+
 static void repl(lua_State *L) {
     bool tty = isatty(0);
     char line[4096];
@@ -104,8 +129,7 @@ static void repl(lua_State *L) {
                     (lua_getfield(L, -1, "version"), lua_tostring(L, -1)));
     lua_pop(L, 1);
     for (;;) {
-        if (tty) { printf("> "); fflush(stdout); }
-        if (!fgets(line, sizeof line, stdin)) break;
+        if (!read_line(tty, "> ", line, sizeof line)) break;
         luaL_buffinit(L, &chunk);
         luaL_addstring(&chunk, line);
         luaL_pushresult(&chunk);   /* the code so far */
@@ -121,8 +145,7 @@ static void repl(lua_State *L) {
             status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
             if (!incomplete(L, status)) break;
             lua_pop(L, 1);
-            if (tty) { printf(">> "); fflush(stdout); }
-            if (!fgets(line, sizeof line, stdin)) break;
+            if (!read_line(tty, ">> ", line, sizeof line)) break;
             lua_pushfstring(L, "%s%s", lua_tostring(L, -1), line);
             lua_remove(L, -2);
         }
