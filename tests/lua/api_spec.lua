@@ -395,6 +395,15 @@ describe("the farol runner", function()
     assert.equals("2\ta\tb\ttrue\n", out)
   end)
 
+  it("runs in a C program that hosts Lua, and from C without Lua (examples/)", function()
+    local dir = runner:match("^(.*)/[^/]*$") or "."
+    local out = run(dir .. "/embed_lua")
+    assert.truthy(out:find("attribution from the hosted script:\ntensor([[", 1, true))
+    assert.truthy(out:find("shape=[2, 4], dtype=float32)", 1, true))
+    out = run(dir .. "/saliency_from_c")
+    assert.truthy(out:find("shape=[2, 4], dtype=float32)", 1, true))
+  end)
+
   it("prints values in the REPL, tensors readably", function()
     local out = run("printf 'x = farol.ones(2, 2)\\nx\\nx:size()\\ny = 1 +\\n 1\\ny\\nerror(\"oops\")\\n' | " .. runner)
     assert.truthy(out:find("tensor([[1., 1.],", 1, true))
