@@ -4,7 +4,8 @@
 -- Prints the RSS (VmRSS) and farol.memory() every 100 iterations, then
 -- start, end and max lines.  Tensors are Lua userdata of a few bytes each,
 -- so Lua's own GC barely sees them; farol runs a full collection when the
--- engine's live bytes pass a threshold (farol.memory() reports it).
+-- bytes held by this state's tensors, or the engine's live bytes, double
+-- since the last collection (farol.memory() reports both).
 local farol = require("farol")
 local nn = farol.nn
 
@@ -20,9 +21,9 @@ local function rss_mib()
 end
 
 local function memory_line()
-  local live, threshold, collections = farol.memory()
-  return string.format("engine_live_mib=%.1f gc_threshold_mib=%.1f collections=%d",
-    live / 2 ^ 20, threshold / 2 ^ 20, collections)
+  local live, state, collections = farol.memory()
+  return string.format("engine_live_mib=%.1f state_tensors_mib=%.1f collections=%d",
+    live / 2 ^ 20, state / 2 ^ 20, collections)
 end
 
 farol.manual_seed(1)

@@ -339,9 +339,12 @@ static int run_backward(int n_out, farol_tensor *const *outputs, farol_tensor *c
     /* needed: a target, or an input of it is needed (inputs come first) */
     for (int i = 0; i < n_targets; i++)
         if (targets[i]->mark) g.needed[targets[i]->mark - 1] = true;
+    /* backward: every leaf, even one already collected, so that what the
+     * walk checks (saved tensors modified in place) does not depend on
+     * when the Lua GC ran */
     if (!results)
         for (size_t k = 0; k < g.n; k++)
-            if (g.nodes[k]->op == FAROL_OP_LEAF && g.nodes[k]->leaf) g.needed[k] = true;
+            if (g.nodes[k]->op == FAROL_OP_LEAF) g.needed[k] = true;
     for (size_t k = 0; k < g.n; k++) {
         farol_node *x = g.nodes[k];
         for (int i = 0; i < x->n_inputs && !g.needed[k]; i++)

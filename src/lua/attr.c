@@ -134,7 +134,7 @@ static int forward_trampoline(lua_State *L) {
         tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
         b->t = NULL;
         luaL_setmetatable(L, FAROL_TENSOR_MT);
-        b->t = farol_retain(c->inputs[i]);
+        box_set(L, b, farol_retain(c->inputs[i]));
     }
     lua_getfield(L, 3, "n");
     int n_args = (int)lua_tointeger(L, -1);

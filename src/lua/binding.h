@@ -14,7 +14,11 @@
 /* the userdata: t is NULL once freed */
 typedef struct {
     farol_tensor *t;
+    size_t bytes;  /* what this box counts towards its state's GC figure */
 } tensor_box;
+
+/* fills an empty box with t (taking over the reference) and counts its bytes */
+void box_set(lua_State *L, tensor_box *b, farol_tensor *t);
 
 /* the tensor at index i, or an error ("farol.Tensor expected" / "tensor was freed") */
 farol_tensor *check_tensor(lua_State *L, int i);

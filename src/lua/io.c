@@ -39,7 +39,7 @@ static int l_load(lua_State *L) {
         tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
         b->t = NULL;
         luaL_setmetatable(L, FAROL_TENSOR_MT);
-        b->t = d->tensors[i];
+        box_set(L, b, d->tensors[i]);
         d->tensors[i] = NULL;
         lua_settable(L, -4);
     }

@@ -6,14 +6,22 @@
 #include <stdarg.h>
 #include <stdio.h>
 
-/* ---- memory: the Lua GC cannot see tensor memory, so creating tensors
- * runs a full collection whenever the engine's live bytes double since the
- * last one (like Lua's own pause), with a floor so small scripts never pay. */
+/* ---- memory: the Lua GC cannot see tensor memory.  Each lua_State counts
+ * the bytes its tensor boxes hold (each box: its view's extent), and
+ * creating a tensor runs a full collection when that figure doubles since the
+ * last collection (like Lua's own pause), or when the engine's live bytes do
+ * (they include what the tape keeps alive behind a box: saved activations),
+ * with a floor so small scripts never pay. */
 
 #define GC_FLOOR ((size_t)64 << 20)
 static const char gc_key = 'g';
 
-typedef struct { size_t threshold; size_t collections; } gc_state;
+typedef struct {
+    size_t state_bytes;      /* held by this state's boxes */
+    size_t state_threshold;
+    size_t engine_threshold;
+    size_t collections;
+} gc_state;
 
 static gc_state *get_gc_state(lua_State *L) {
     lua_rawgetp(L, LUA_REGISTRYINDEX, &gc_key);
@@ -22,22 +30,36 @@ static gc_state *get_gc_state(lua_State *L) {
     return s;
 }
 
-static void maybe_collect(lua_State *L) {
-    gc_state *s = get_gc_state(L);
-    if (!s) return;
-    size_t live = farol_live_bytes();
-    if (live <= s->threshold) return;
+static size_t doubled(size_t n) { return n * 2 > GC_FLOOR ? n * 2 : GC_FLOOR; }
+
+static void maybe_collect(lua_State *L, gc_state *s) {
+    if (s->state_bytes <= s->state_threshold && farol_live_bytes() <= s->engine_threshold) return;
     lua_gc(L, LUA_GCCOLLECT);
     s->collections++;
-    live = farol_live_bytes();
-    s->threshold = live * 2 > GC_FLOOR ? live * 2 : GC_FLOOR;
+    s->state_threshold = doubled(s->state_bytes);
+    s->engine_threshold = doubled(farol_live_bytes());
 }
 
-/* farol.memory() -> live engine bytes, GC threshold, collections so far */
+static size_t extent_bytes(const farol_tensor *t) {
+    return (size_t)farol_numel(t) * farol_dtype_size(t->dtype);
+}
+
+void box_set(lua_State *L, tensor_box *b, farol_tensor *t) {
+    gc_state *s = get_gc_state(L);
+    b->t = t;
+    b->bytes = extent_bytes(t);
+    if (s) {
+        s->state_bytes += b->bytes;
+        maybe_collect(L, s);
+    }
+}
+
+/* farol.memory() -> engine bytes alive (process), bytes held by this state's
+ * tensors, collections run by farol so far */
 static int l_memory(lua_State *L) {
     gc_state *s = get_gc_state(L);
     lua_pushinteger(L, (lua_Integer)farol_live_bytes());
-    lua_pushinteger(L, s ? (lua_Integer)s->threshold : 0);
+    lua_pushinteger(L, s ? (lua_Integer)s->state_bytes : 0);
     lua_pushinteger(L, s ? (lua_Integer)s->collections : 0);
     return 3;
 }
@@ -59,6 +81,7 @@ int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error());
 static int new_box(lua_State *L) {
     tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     b->t = NULL;
+    b->bytes = 0;
     luaL_setmetatable(L, FAROL_TENSOR_MT);
     return 1;
 }
@@ -72,8 +95,7 @@ void push_tensor(lua_State *L, farol_tensor *t) {
         farol_release(t);
         lua_error(L);
     }
-    ((tensor_box *)lua_touserdata(L, -1))->t = t;
-    maybe_collect(L);
+    box_set(L, lua_touserdata(L, -1), t);
 }
 
 /* a freed tensor at index i: the message names the running function as Lua
@@ -111,10 +133,15 @@ farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like) {
     return NULL;
 }
 
+/* __gc, __close and x:free(): idempotent */
 static int box_gc(lua_State *L) {
     tensor_box *b = luaL_checkudata(L, 1, FAROL_TENSOR_MT);
-    farol_release(b->t);
-    b->t = NULL;
+    if (b->t) {
+        gc_state *s = get_gc_state(L);
+        if (s) s->state_bytes -= b->bytes;
+        farol_release(b->t);
+        b->t = NULL;
+    }
     return 0;
 }
 
@@ -772,10 +799,13 @@ void register_funcs(lua_State *L, const luaL_Reg *fns, bool as_methods) {
 /* Leaves the farol table at -2 and the methods table at -1, as the other
  * parts expect when they register. */
 void farol_lua_tensor(lua_State *L) {
-    gc_state *s = lua_newuserdatauv(L, sizeof *s, 0);
-    s->threshold = GC_FLOOR;
-    s->collections = 0;
-    lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
+    /* one account per lua_State, kept if farol is opened again (a script
+     * clearing package.loaded): live boxes still count in it */
+    if (!get_gc_state(L)) {
+        gc_state *s = lua_newuserdatauv(L, sizeof *s, 0);
+        *s = (gc_state){0, GC_FLOOR, GC_FLOOR, 0};
+        lua_rawsetp(L, LUA_REGISTRYINDEX, &gc_key);
+    }
 
     luaL_newmetatable(L, FAROL_TENSOR_MT);  /* farol mt */
     luaL_setfuncs(L, metameth, 0);

@@ -33,16 +33,35 @@ describe("memory", function()
   end)
 
   it("frees a tensor at once with x:free(), and refuses it afterwards", function()
-    local before = farol.memory()
+    local before, state_before = farol.memory()
     local x = farol.zeros(1024, 1024)
-    assert.equals(before + 4 * 2^20, farol.memory())
+    local live, state = farol.memory()
+    assert.equals(before + 4 * 2^20, live)
+    assert.equals(state_before + 4 * 2^20, state)  -- counted for this lua_State
+    local row = x[1]                               -- a view counts its own extent
+    assert.equals(state_before + 4 * 2^20 + 4096, select(2, farol.memory()))
+    row:free()
     x:free()
-    assert.equals(before, farol.memory())
+    live, state = farol.memory()
+    assert.equals(before, live)
+    assert.equals(state_before, state)
     local ok, err = pcall(function() return x + 1 end)
     assert.is_false(ok)
     assert.truthy(tostring(err):find("tensor was freed", 1, true))
     assert.equals("tensor(<freed>)", tostring(x))
     x:free()  -- idempotent
+  end)
+
+  it("keeps one account per lua_State when farol is opened again", function()
+    local x = farol.ones(256, 256)
+    package.loaded.farol = nil
+    local again = require("farol")
+    package.loaded.farol = farol
+    local _, before = again.memory()
+    x:free()
+    local _, after = again.memory()
+    assert.equals(before - 2^18, after)
+    assert.is_true(after >= 0)
   end)
 
   it("releases <close> variables at the end of their scope", function()
