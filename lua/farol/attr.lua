@@ -29,7 +29,12 @@ end
 local function pack_args(args)
   if args == nil then return {n = 0} end
   if type(args) == "table" and getmetatable(args) == nil then
-    local n = math.type(args.n) == "integer" and args.n or #args
+    local n = args.n
+    if n == nil then n = #args end
+    if math.type(n) ~= "integer" or n < 0 or n > 4096 then
+      error("farol: Saliency: additional_forward_args.n must be an integer from 0 to 4096, got "
+            .. (type(n) == "number" and tostring(n) or type(n)), 0)
+    end
     return table.move(args, 1, n, 1, {n = n})
   end
   return {n = 1, args}

@@ -27,11 +27,12 @@ static bool is_tuple(lua_State *L, int idx) {
 
 /* the indices of one tuple or array at idx into out (at most FAROL_MAX_DIMS) */
 static int read_indices(lua_State *L, int idx, int64_t *out, const char *what) {
-    int n = (int)luaL_len(L, idx);
-    if (n < 1 || n >= FAROL_MAX_DIMS)
-        farol_error(L, "farol: Saliency: %s has %d indices; give 1 to %d", what, n, FAROL_MAX_DIMS - 1);
+    size_t len = lua_rawlen(L, idx);
+    if (len < 1 || len >= FAROL_MAX_DIMS)
+        farol_error(L, "farol: Saliency: %s has %zu indices; give 1 to %d", what, len, FAROL_MAX_DIMS - 1);
+    int n = (int)len;
     for (int i = 0; i < n; i++) {
-        lua_geti(L, idx, i + 1);
+        lua_rawgeti(L, idx, i + 1);
         out[i] = target_index(L, lua_gettop(L), what);
         lua_pop(L, 1);
     }
@@ -60,9 +61,9 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
             farol_error(L, "farol: Saliency: a target tensor must have one element or be 1-D, got %d dims", t->ndim);
         int64_t *p = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *p, 0);
         for (int64_t i = 0; i < n; i++) {
-            double v = farol_get_flat(t, i);
-            if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)v);
-            else lua_pushnumber(L, v);
+            /* int64 read exactly: beyond 2^53 a double would not hold it */
+            if (t->dtype == FAROL_I64) lua_pushinteger(L, (lua_Integer)farol_get_i64(t, &i));
+            else lua_pushnumber(L, farol_get_flat(t, i));
             p[i] = target_index(L, lua_gettop(L), "target tensor element");
             lua_pop(L, 1);
         }
@@ -81,18 +82,24 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
     }
     /* an array: integers (one class per example) or tuples/arrays (one index
      * tuple per example) */
-    int64_t n = (int64_t)luaL_len(L, idx);
-    if (n < 1) farol_error(L, "farol: Saliency: the target array is empty");
-    lua_geti(L, idx, 1);
+    /* raw reads: a target array's metamethods have no say in its length or
+     * entries */
+    size_t len = lua_rawlen(L, idx);
+    if (len < 1) farol_error(L, "farol: Saliency: the target array is empty");
+    lua_rawgeti(L, idx, 1);
     bool rows = lua_istable(L, -1);
-    int width = rows ? (int)luaL_len(L, -1) : 1;
+    size_t w = rows ? lua_rawlen(L, -1) : 1;
     lua_pop(L, 1);
-    if (width < 1 || width >= FAROL_MAX_DIMS)
-        farol_error(L, "farol: Saliency: target[1] has %d indices; give 1 to %d", width, FAROL_MAX_DIMS - 1);
+    if (w < 1 || w >= FAROL_MAX_DIMS)
+        farol_error(L, "farol: Saliency: target[1] has %zu indices; give 1 to %d", w, FAROL_MAX_DIMS - 1);
+    int width = (int)w;
+    if (len > ((size_t)1 << 40) / FAROL_MAX_DIMS)
+        farol_error(L, "farol: Saliency: the target array has %zu entries, too many", len);
+    int64_t n = (int64_t)len;
     int64_t *p = lua_newuserdatauv(L, (size_t)(n * width) * sizeof *p, 0);
     char what[64];
     for (int64_t e = 0; e < n; e++) {
-        lua_geti(L, idx, e + 1);
+        lua_rawgeti(L, idx, e + 1);
         snprintf(what, sizeof what, "target[%lld]", (long long)e + 1);
         if (lua_istable(L, -1) != rows)  /* {1, {2}} or {{1}, 2} */
             farol_error(L, "farol: Saliency: target[%lld] is a %s but target[1] is %s; give all "
@@ -117,6 +124,7 @@ typedef struct {
     lua_State *L;
     int fn;        /* stack index of the forward */
     int args;      /* stack index of the packed additional args ({n = k, ...}) */
+    int n_args;    /* k, checked */
     int err_ref;   /* the forward's error value, kept to rethrow after cleanup */
     int n_in;
     farol_tensor *const *inputs;
@@ -136,11 +144,9 @@ static int forward_trampoline(lua_State *L) {
         luaL_setmetatable(L, FAROL_TENSOR_MT);
         box_set(L, b, farol_retain(c->inputs[i]));
     }
-    lua_getfield(L, 3, "n");
-    int n_args = (int)lua_tointeger(L, -1);
-    lua_pop(L, 1);
+    int n_args = c->n_args;
     luaL_checkstack(L, n_args + 8, "too many additional_forward_args");
-    for (int i = 1; i <= n_args; i++) lua_geti(L, 3, i);
+    for (int i = 1; i <= n_args; i++) lua_rawgeti(L, 3, i);
     lua_call(L, c->n_in + n_args, 1);
     tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
     if (!b || !b->t)
@@ -171,45 +177,60 @@ static int lua_forward(void *vctx, int n_in, farol_tensor *const *inputs, farol_
     return 0;
 }
 
+/* most inputs and additional forward args taken (Lua's stack would refuse
+ * more anyway) */
+#define MAX_INPUTS 4096
+#define MAX_FORWARD_ARGS 4096
+
 /* farol._saliency(forward, inputs, target, abs, packed_args) */
 static int l_saliency(lua_State *L) {
     lua_settop(L, 5);
     tensor_box *box = luaL_testudata(L, 2, FAROL_TENSOR_MT);
     if (box && !box->t) return farol_error(L, "farol: Saliency: the input was freed");
     bool single = box != NULL;
-    int n_in = 1;
+    lua_Integer n_in = 1;
     if (!single) {
         if (!lua_istable(L, 2))
             return farol_error(L, "farol: Saliency: inputs must be a farol.Tensor or an array of them, got %s",
                               luaL_typename(L, 2));
-        n_in = (int)luaL_len(L, 2);
+        n_in = (lua_Integer)lua_rawlen(L, 2);
         if (n_in < 1) return farol_error(L, "farol: Saliency: the inputs array is empty");
     }
-    farol_tensor **xs = lua_newuserdatauv(L, (size_t)n_in * sizeof *xs, 0);
+    /* the inputs are held (retained) for the whole call: the forward may
+     * free or drop them */
+    farol_tensor **xs = push_hold(L, n_in, MAX_INPUTS, "Saliency", "the inputs array");
     for (int i = 0; i < n_in; i++) {
         if (single) {
-            xs[i] = test_tensor(L, 2);
+            xs[i] = farol_retain(box->t);
             continue;
         }
-        lua_geti(L, 2, i + 1);
+        lua_rawgeti(L, 2, i + 1);
         tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
         if (b && !b->t) return farol_error(L, "farol: Saliency: input %d was freed", i + 1);
-        xs[i] = b ? b->t : NULL;
-        if (!xs[i])
+        if (!b)
             return farol_error(L, "farol: Saliency: input %d is a %s, expected farol.Tensor", i + 1,
                               luaL_typename(L, -1));
+        xs[i] = farol_retain(b->t);
         lua_pop(L, 1);
     }
     if (!lua_isnil(L, 4) && !lua_isboolean(L, 4))
         return farol_error(L, "farol: Saliency: abs must be a boolean, got %s", luaL_typename(L, 4));
     bool abs = lua_isnil(L, 4) ? true : lua_toboolean(L, 4);
     luaL_checktype(L, 5, LUA_TTABLE);
+    lua_getfield(L, 5, "n");
+    int isint;
+    lua_Integer n_args = lua_tointegerx(L, -1, &isint);
+    if (!isint || n_args < 0 || n_args > MAX_FORWARD_ARGS)
+        return farol_error(L, "farol: Saliency: additional_forward_args.n must be an integer from 0 "
+                          "to %d, got %s", MAX_FORWARD_ARGS,
+                          lua_type(L, -1) == LUA_TNUMBER ? lua_tostring(L, -1) : luaL_typename(L, -1));
+    lua_pop(L, 1);
     farol_target tg;
     parse_target(L, 3, &tg);
 
-    farol_tensor **attrs = lua_newuserdatauv(L, (size_t)n_in * sizeof *attrs, 0);
-    forward_ctx ctx = {L, 1, 5, LUA_NOREF, 0, NULL, NULL};
-    int rc = farol_saliency(lua_forward, &ctx, n_in, xs, &tg, abs, attrs);
+    farol_tensor **attrs = push_hold(L, n_in, MAX_INPUTS, "Saliency", "the inputs array");
+    forward_ctx ctx = {L, 1, 5, (int)n_args, LUA_NOREF, 0, NULL, NULL};
+    int rc = farol_saliency(lua_forward, &ctx, (int)n_in, xs, &tg, abs, attrs);
     if (rc < 0) {
         if (ctx.err_ref != LUA_NOREF) {
             lua_rawgeti(L, LUA_REGISTRYINDEX, ctx.err_ref);
@@ -218,15 +239,18 @@ static int l_saliency(lua_State *L) {
         }
         return raise_error(L);
     }
+    hold_release(xs);
     if (single) {
-        push_tensor(L, attrs[0]);
+        push_tensor(L, farol_retain(attrs[0]));
+        hold_release(attrs);
         return 1;
     }
-    lua_createtable(L, n_in, 0);
+    lua_createtable(L, (int)n_in, 0);
     for (int i = 0; i < n_in; i++) {
-        push_tensor(L, attrs[i]);
+        push_tensor(L, farol_retain(attrs[i]));
         lua_rawseti(L, -2, i + 1);
     }
+    hold_release(attrs);
     return 1;
 }
 

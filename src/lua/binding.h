@@ -28,6 +28,16 @@ farol_tensor *test_tensor(lua_State *L, int i);
 void push_tensor(lua_State *L, farol_tensor *t);
 /* tensor, or a number coerced to a 0-d tensor like `like` (a new reference) */
 farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like);
+/* A hold: n tensor slots owned by a userdata pushed on the stack, released
+ * by its __gc (or hold_release).  The binding keeps every tensor it uses
+ * across a call that can run Lua (a forward, a metamethod, an allocation
+ * that collects garbage) in a hold or a box on the stack, so that Lua code
+ * freeing or dropping its tensors cannot leave C with a dangling pointer,
+ * and an error cannot leak them.  n is checked against max. */
+farol_tensor **push_hold(lua_State *L, lua_Integer n, lua_Integer max, const char *fn, const char *what);
+/* releases the hold's tensors now (it stays valid and empty) */
+void hold_release(farol_tensor **slots);
+
 /* raises the pending C error */
 int raise_error(lua_State *L);
 /* raises a formatted message as is: farol's messages start with "farol:",

@@ -3,6 +3,7 @@
 #include "binding.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 
@@ -143,6 +144,43 @@ static int box_gc(lua_State *L) {
         b->t = NULL;
     }
     return 0;
+}
+
+/* ---- holds ---- */
+
+#define FAROL_HOLD_MT "farol.hold"
+
+typedef struct {
+    lua_Integer n;
+    farol_tensor *t[];
+} tensor_hold;
+
+static int hold_gc(lua_State *L) {
+    tensor_hold *h = lua_touserdata(L, 1);
+    hold_release(h->t);
+    return 0;
+}
+
+farol_tensor **push_hold(lua_State *L, lua_Integer n, lua_Integer max, const char *fn, const char *what) {
+    if (n < 0 || n > max)
+        farol_error(L, "farol: %s: %s has %lld entries, at most %lld", fn, what, (long long)n, (long long)max);
+    tensor_hold *h = lua_newuserdatauv(L, sizeof *h + (size_t)n * sizeof h->t[0], 0);
+    h->n = n;
+    for (lua_Integer i = 0; i < n; i++) h->t[i] = NULL;
+    if (luaL_newmetatable(L, FAROL_HOLD_MT)) {
+        lua_pushcfunction(L, hold_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    return h->t;
+}
+
+void hold_release(farol_tensor **slots) {
+    tensor_hold *h = (tensor_hold *)((char *)slots - offsetof(tensor_hold, t));
+    for (lua_Integer i = 0; i < h->n; i++) {
+        farol_release(h->t[i]);
+        h->t[i] = NULL;
+    }
 }
 
 /* ---- argument helpers ---- */
