@@ -8,6 +8,7 @@
 #include "farol/ops.h"
 #include "farol/attr.h"
 #include "farol/io.h"
+#include "farol/config.h"
 
 #define FAROL_VERSION "0.1.0"
 

@@ -149,4 +149,21 @@ void farol_aligned_free(void *p);
 /* OpenMP: parallelise a loop only above this many elements of work */
 #define FAROL_PAR_MIN 32768
 
+/* ---- blas.c: the BLAS kernel choice ---- */
+
+/* call before the first BLAS call: makes sure the kernel was chosen (once) */
+void farol_blas_ready(void);
+#define FAROL_CPU_AVX2_FMA 1u
+#define FAROL_CPU_AVX512 2u   /* F, CD, BW, DQ, VL, saved by the OS */
+unsigned farol_cpu_features(void);
+/* the OpenBLAS core to switch to when `picked` is a generic fallback on a CPU
+ * with these features, else NULL */
+const char *farol_blas_wanted_core(const char *picked, unsigned features);
+/* re-runs OpenBLAS's kernel selection as if OPENBLAS_CORETYPE=core (the
+ * environment is restored); -1 when this BLAS cannot (not dynamic-arch).
+ * No BLAS call may run meanwhile. */
+int farol_blas_select_core(const char *core);
+/* what the constructor does: fix a generic pick unless the user chose */
+void farol_blas_fix_core(void);
+
 #endif

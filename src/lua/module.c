@@ -26,9 +26,35 @@ static int l_clock(lua_State *L) {
     return 1;
 }
 
+static void set_str(lua_State *L, const char *key, const char *v) {
+    if (!v) return;
+    lua_pushstring(L, v);
+    lua_setfield(L, -2, key);
+}
+
+/* farol.config() -> {blas, blas_version, blas_core, blas_core_chosen_by,
+ * blas_core_replaced?, dnnl_version?, dnnl_isa?, kernel_isa, threads} */
+static int l_config(lua_State *L) {
+    if (lua_gettop(L) > 0) return farol_error(L, "farol: config: takes no arguments, got %d", lua_gettop(L));
+    farol_config_info c;
+    farol_get_config(&c);
+    lua_createtable(L, 0, 9);
+    set_str(L, "blas", c.blas);
+    set_str(L, "blas_version", c.blas_version);
+    set_str(L, "blas_core", c.blas_core);
+    set_str(L, "blas_core_chosen_by", c.blas_core_chosen_by);
+    set_str(L, "blas_core_replaced", c.blas_core_replaced);
+    set_str(L, "dnnl_version", c.dnnl_version);
+    set_str(L, "dnnl_isa", c.dnnl_isa);
+    set_str(L, "kernel_isa", c.kernel_isa);
+    lua_pushinteger(L, c.threads);
+    lua_setfield(L, -2, "threads");
+    return 1;
+}
+
 static const luaL_Reg funcs[] = {
     {"set_num_threads", l_set_num_threads}, {"get_num_threads", l_get_num_threads},
-    {"clock", l_clock}, {NULL, NULL},
+    {"clock", l_clock}, {"config", l_config}, {NULL, NULL},
 };
 
 /* package.path gains the source tree's lua/ dir (after the user's entries) */

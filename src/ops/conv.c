@@ -223,6 +223,7 @@ static double elem(farol_dtype dt, const char *p, int64_t i) {
 static void gemm(farol_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const char *a,
                  int64_t lda, const char *b, int64_t ldb, double beta, char *c, int64_t ldc) {
     enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
+    farol_blas_ready();
     if (dt == FAROL_F32)
         cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0f, (const float *)a, (int)lda,
                     (const float *)b, (int)ldb, (float)beta, (float *)c, (int)ldc);

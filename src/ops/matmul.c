@@ -76,6 +76,7 @@ static void gemm(farol_dtype dt, const mat *a, const mat *b, const mat *c, int64
     size_t es = farol_dtype_size(dt);
     const void *ap = a->data + aoff * es, *bp = b->data + boff * es;
     void *cp = c->data + coff * es;
+    farol_blas_ready();
     if (dt == FAROL_F32)
         cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, ap, (int)lda, bp, (int)ldb,
                     (float)beta, cp, (int)ldc);
