@@ -82,9 +82,14 @@ farol_conv_opts farol_conv_defaults(void);
 farol_tensor *farol_conv1d(farol_tensor *x, farol_tensor *w, farol_tensor *b, const farol_conv_opts *o);
 /* x (N, C, H, W), w (K, C/groups, kH, kW) */
 farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, const farol_conv_opts *o);
-typedef struct { int kernel[2], stride[2], padding[2]; } farol_pool_opts;
+/* stride 0 means the kernel; flags left zero are PyTorch's defaults:
+ * ceil_mode false, and count_include_pad true (exclude_pad false, avg only) */
+typedef struct {
+    int kernel[2], stride[2], padding[2];
+    bool ceil_mode, exclude_pad;
+} farol_pool_opts;
 farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o);
-farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o); /* count_include_pad */
+farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o);
 farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow);
 /* inference statistics over channel dim 1; w, b may be NULL */
 farol_tensor *farol_batch_norm(farol_tensor *x, farol_tensor *mean, farol_tensor *var,

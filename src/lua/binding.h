@@ -64,12 +64,18 @@ farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn);
 /* a tensor from a number or nested arrays (shape inferred, ragged is an error) */
 farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt);
 
+/* options table at idx: 0 when absent (nil or none), else its absolute
+ * index; raises "farol: <fn>: unknown option 'k' (valid: a, b)" for a key
+ * not in valid (NULL-terminated), and for a non-table */
+int farol_lua_check_options(lua_State *L, int idx, const char *fn, const char *const valid[]);
+
 /* registration of each part */
 void farol_lua_tensor(lua_State *L);   /* metatable + creation functions */
 void farol_lua_ops(lua_State *L);      /* ops as functions and methods */
 void farol_lua_autograd(lua_State *L);
 void farol_lua_attr(lua_State *L);
 void farol_lua_io(lua_State *L);
+void farol_lua_options(lua_State *L);  /* farol.check_options */
 
 /* adds functions to the farol table (at -2) and, when meth is true, to the
  * tensor methods table (at -1) */

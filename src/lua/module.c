@@ -80,6 +80,7 @@ int farol_lua_open(lua_State *L) {
     farol_lua_autograd(L);
     farol_lua_attr(L);
     farol_lua_io(L);
+    farol_lua_options(L);
     lua_pop(L, 1);              /* farol */
     luaL_setfuncs(L, funcs, 0);
     lua_pushliteral(L, FAROL_VERSION);

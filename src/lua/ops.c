@@ -253,16 +253,23 @@ static void opt_pair(lua_State *L, int opts, const char *key, int *out, int def,
     lua_pop(L, 1);
 }
 
-static int opts_index(lua_State *L, int i, const char *fn) {
-    if (lua_isnoneornil(L, i)) return 0;
-    if (!lua_istable(L, i)) farol_error(L, "farol: %s: options must be a table, got %s", fn, luaL_typename(L, i));
-    return i;
+/* opts.key as a boolean, def when absent */
+static bool opt_flag(lua_State *L, int opts, const char *key, bool def, const char *fn) {
+    if (opts == 0) return def;
+    lua_getfield(L, opts, key);
+    bool v = def;
+    if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
+    else if (!lua_isnil(L, -1))
+        farol_error(L, "farol: %s: %s must be a boolean, got %s", fn, key, luaL_typename(L, -1));
+    lua_pop(L, 1);
+    return v;
 }
 
 static int conv(lua_State *L, bool two_d) {
     const char *fn = two_d ? "conv2d" : "conv1d";
     farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2), *b = opt_tensor(L, 3);
-    int o = opts_index(L, 4, fn);
+    static const char *const valid[] = {"stride", "padding", "dilation", "groups", NULL};
+    int o = farol_lua_check_options(L, 4, fn, valid);
     farol_conv_opts c = farol_conv_defaults();
     opt_pair(L, o, "stride", c.stride, 1, fn);
     opt_pair(L, o, "padding", c.padding, 0, fn);
@@ -282,9 +289,13 @@ static int pool(lua_State *L, bool is_max) {
     farol_tensor *x = check_tensor(L, 1);
     farol_pool_opts p;
     read_pair(L, 2, p.kernel, "kernel size", fn);
-    int o = opts_index(L, 3, fn);
+    static const char *const max_valid[] = {"stride", "padding", "ceil_mode", NULL};
+    static const char *const avg_valid[] = {"stride", "padding", "ceil_mode", "count_include_pad", NULL};
+    int o = farol_lua_check_options(L, 3, fn, is_max ? max_valid : avg_valid);
     opt_pair(L, o, "stride", p.stride, 0, fn);
     opt_pair(L, o, "padding", p.padding, 0, fn);
+    p.ceil_mode = opt_flag(L, o, "ceil_mode", false, fn);
+    p.exclude_pad = !is_max && !opt_flag(L, o, "count_include_pad", true, fn);
     push_tensor(L, is_max ? farol_max_pool2d(x, &p) : farol_avg_pool2d(x, &p));
     return 1;
 }

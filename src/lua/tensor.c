@@ -605,11 +605,16 @@ static int m_index(lua_State *L) {
     /* (lua_tostring would turn a number key into a string in place) */
     const char *k = lua_type(L, 2) == LUA_TSTRING ? lua_tostring(L, 2) : NULL;
     if (k && strcmp(k, "shape") != 0 && strcmp(k, "grad") != 0) {
-        /* method lookup works on freed tensors too, so x:free() is idempotent */
+        /* method lookup works on freed tensors too, so x:free() is idempotent;
+         * a misspelt name is an error, not a silent nil */
         lua_pushvalue(L, 2);
-        lua_rawget(L, lua_upvalueindex(1));
+        if (lua_rawget(L, lua_upvalueindex(1)) == LUA_TNIL)
+            return farol_error(L, "farol: tensor has no field '%s'", k);
         return 1;
     }
+    if (!k && lua_type(L, 2) != LUA_TNUMBER)
+        return farol_error(L, "farol: index: tensors take an integer index (x[i]) or a field name, got %s "
+                          "(use x:narrow, x:select or x:get for more)", luaL_typename(L, 2));
     farol_tensor *t = check_tensor(L, 1);
     if (lua_type(L, 2) == LUA_TNUMBER) {
         if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
@@ -630,9 +635,7 @@ static int m_index(lua_State *L) {
         else lua_pushnil(L);
         return 1;
     }
-    lua_pushvalue(L, 2);
-    lua_rawget(L, lua_upvalueindex(1));
-    return 1;
+    return 0;  /* not reached: every key kind is handled above */
 }
 
 /* x[i] = v: copies v (number or tensor) into select(1, i) */

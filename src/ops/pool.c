@@ -1,6 +1,7 @@
 /* Pooling over the last two dims of (N, C, H, W) or (C, H, W) inputs, as
  * PyTorch: max_pool2d (padding counts as -inf, ties go to the first maximum),
- * avg_pool2d (count_include_pad) and adaptive_avg_pool2d, with backwards.
+ * avg_pool2d (count_include_pad or not), both with ceil_mode, and
+ * adaptive_avg_pool2d, with backwards.
  *
  * Every pooling here is separable in its windows: output row oh reads input
  * rows [h0[oh], h1[oh]) and the average divides by hn[oh] * wn[ow].  A plan
@@ -42,14 +43,16 @@ static int plan_alloc(pool_plan *p, const char *fn, int ndim, const int64_t *sha
 }
 
 /* windows of size k every s, padded by pad: PyTorch's count_include_pad
- * divisor is the window clipped to the padded input, not to the input */
-static void fixed_axis(int64_t n, int64_t n_out, int64_t k, int64_t s, int64_t pad, int64_t *lo,
-                       int64_t *hi, double *cnt) {
+ * divisor is the window clipped to the padded input, not to the input (a
+ * ceil_mode window past it counts only up to its end); without
+ * count_include_pad (exclude_pad) the divisor is the window's input cells */
+static void fixed_axis(int64_t n, int64_t n_out, int64_t k, int64_t s, int64_t pad, bool exclude_pad,
+                       int64_t *lo, int64_t *hi, double *cnt) {
     for (int64_t o = 0; o < n_out; o++) {
         int64_t a = o * s - pad, b = a + k < n + pad ? a + k : n + pad;
-        cnt[o] = (double)(b - a);
         lo[o] = a < 0 ? 0 : a;
         hi[o] = b < n ? b : n;
+        cnt[o] = (double)(exclude_pad ? hi[o] - lo[o] : b - a);
     }
 }
 
@@ -110,7 +113,10 @@ static int fixed_geometry(const char *fn, const farol_tensor *x, const farol_poo
                             o->padding[0], o->padding[1], o->kernel[0], o->kernel[1]);
             return -1;
         }
-        out[i] = e / s[i] + 1;
+        /* ceil_mode keeps a last partial window, unless it would start in
+         * the right padding (PyTorch's pooling_output_shape) */
+        out[i] = (o->ceil_mode ? (e + s[i] - 1) / s[i] : e / s[i]) + 1;
+        if (o->ceil_mode && (out[i] - 1) * s[i] >= n + p[i]) out[i]--;
     }
     return 0;
 }
@@ -281,13 +287,14 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     if (fixed_geometry("max_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
     pool_plan p;
     if (plan_alloc(&p, "max_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
-    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
-    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
+    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], false, p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], false, p.w0, p.w1, p.wn);
     p.kh = k[0], p.kw = k[1];
     bool rec = farol_needs_record(1, &x);
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
-    bool two = k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && pad[0] == 0 && pad[1] == 0;
+    bool two = k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && pad[0] == 0 && pad[1] == 0 &&
+               2 * p.OH <= p.H && 2 * p.OW <= p.W;  /* ceil_mode: a last partial window */
     /* the argmax is kept for backward */
     farol_tensor *idx = out && rec ? farol_empty(out->ndim, out->shape, FAROL_I64) : NULL;
     if (out && (idx || !rec)) {
@@ -340,8 +347,8 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     if (fixed_geometry("avg_pool2d", x, o, k, s, pad, osz) < 0) return NULL;
     pool_plan p;
     if (plan_alloc(&p, "avg_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
-    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], p.h0, p.h1, p.hn);
-    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], p.w0, p.w1, p.wn);
+    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], o->exclude_pad, p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], o->exclude_pad, p.w0, p.w1, p.wn);
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
     if (out) avg_forward(&p, out, xc);
@@ -352,7 +359,7 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
             out = NULL;
         } else {
             for (int i = 0; i < 2; i++) n->ip[i] = k[i], n->ip[2 + i] = s[i], n->ip[4 + i] = pad[i];
-            n->ip[6] = p.OH, n->ip[7] = p.OW;
+            n->ip[6] = p.OH, n->ip[7] = p.OW, n->ip[8] = o->exclude_pad;
         }
     }
     farol_release(xc);
@@ -364,8 +371,8 @@ int farol_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     const farol_edge *e = &n->inputs[0];
     pool_plan p;
     if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->ip[6], n->ip[7]) < 0) return -1;
-    fixed_axis(p.H, p.OH, n->ip[0], n->ip[2], n->ip[4], p.h0, p.h1, p.hn);
-    fixed_axis(p.W, p.OW, n->ip[1], n->ip[3], n->ip[5], p.w0, p.w1, p.wn);
+    fixed_axis(p.H, p.OH, n->ip[0], n->ip[2], n->ip[4], n->ip[8], p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, n->ip[1], n->ip[3], n->ip[5], n->ip[8], p.w0, p.w1, p.wn);
     gin[0] = avg_backward(&p, e, gout);
     plan_free(&p);
     return gin[0] ? 0 : -1;

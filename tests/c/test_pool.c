@@ -29,7 +29,7 @@ static farol_tensor *pool_fn(void *vctx, farol_tensor **xs) {
     return out;
 }
 
-static farol_pool_opts popts(int k, int s, int p) { return (farol_pool_opts){{k, k}, {s, s}, {p, p}}; }
+static farol_pool_opts popts(int k, int s, int p) { return (farol_pool_opts){.kernel = {k, k}, .stride = {s, s}, .padding = {p, p}}; }
 
 static void run_fixture(const char *file, pool_ctx *cases, int n) {
     farol_tensor_dict d = tu_fixture(file);
@@ -175,7 +175,7 @@ static void test_pool_shapes(void **state) {
     assert_int_equal(y->shape[1], 3);
     assert_int_equal(y->shape[2], 2);
     farol_release(y);
-    farol_pool_opts o2 = {{3, 1}, {2, 0}, {1, 0}};
+    farol_pool_opts o2 = {.kernel = {3, 1}, .stride = {2, 0}, .padding = {1, 0}};
     y = farol_avg_pool2d(x, &o2);
     assert_int_equal(y->shape[1], 4);  /* floor((7 + 2 - 3) / 2) + 1 */
     assert_int_equal(y->shape[2], 5);

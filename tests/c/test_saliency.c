@@ -124,7 +124,7 @@ static int cnn_forward(void *vctx, int n, farol_tensor *const *xs, farol_tensor 
     cnn_ctx *c = vctx;
     farol_conv_opts o = farol_conv_defaults();
     o.padding[0] = o.padding[1] = 1;
-    farol_pool_opts p = {{2, 2}, {2, 2}, {0, 0}};
+    farol_pool_opts p = {.kernel = {2, 2}, .stride = {2, 2}, .padding = {0, 0}};
     farol_tensor *sum = farol_add(xs[0], xs[1]);
     farol_tensor *h = sum ? farol_conv2d(sum, c->cw, c->cb, &o) : NULL;
     farol_tensor *r = h ? farol_unary(h, FAROL_RELU) : NULL;

@@ -902,7 +902,7 @@ describe("modules", function()
   bad("Conv2d with groups that do not divide the channels", function() return nn.Conv2d(3, 4, 3, {groups = 2}) end,
       "farol: nn.Conv2d: groups (2) must divide in_channels (3) and out_channels (4)")
   bad("Conv2d with an unknown option", function() return nn.Conv2d(3, 4, 3, {strid = 2}) end,
-      "farol: nn.Conv2d: unknown option strid")
+      "farol: nn.Conv2d: unknown option 'strid' (valid: stride, padding, dilation, groups, bias)")
   bad("Conv2d called on the wrong number of channels", function() return nn.Conv2d(3, 4, 3)(farol.ones(1, 2, 8, 8)) end,
       "farol: conv2d: input has 2 channels, weight expects 3")
   bad("Dropout with p above 1", function() return nn.Dropout(2) end,

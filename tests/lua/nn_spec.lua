@@ -201,7 +201,7 @@ describe("nn.Conv1d and nn.Conv2d", function()
     H.fails(function() nn.Conv2d(3, 4, 3, {groups = 2}) end, "nn.Conv2d", "groups (2) must divide")()
     H.fails(function() nn.Conv2d(3, 4, 0) end, "nn.Conv2d", "kernel_size")()
     H.fails(function() nn.Conv2d(3, 4, 3, {stride = 2, padding = "same"}) end, "stride 1")()
-    H.fails(function() nn.Conv2d(3, 4, 3, {paddin = 1}) end, "unknown option paddin")()
+    H.fails(function() nn.Conv2d(3, 4, 3, {paddin = 1}) end, "unknown option 'paddin'")()
   end)
 end)
 
@@ -536,7 +536,7 @@ describe("nn.TransformerEncoderLayer", function()
 
   it("rejects an unknown activation or option", function()
     H.fails(function() nn.TransformerEncoderLayer(4, 2, {activation = "tanh"}) end, "activation")()
-    H.fails(function() nn.TransformerEncoderLayer(4, 2)(farol.randn(3, 2, 4), {mask = 1}) end, "unknown option mask")()
+    H.fails(function() nn.TransformerEncoderLayer(4, 2)(farol.randn(3, 2, 4), {mask = 1}) end, "unknown option 'mask'")()
   end)
 end)
 

@@ -64,9 +64,7 @@ end
 return function(arg)
   local num_classes = arg
   if type(arg) == "table" then
-    for k in pairs(arg) do
-      if k ~= "num_classes" then nn._fail("models.resnet18: unknown option %s", tostring(k)) end
-    end
+    farol.check_options(arg, "models.resnet18", {"num_classes"})
     num_classes = arg.num_classes
   end
   if num_classes == nil then num_classes = 1000 end

@@ -11,6 +11,13 @@ local function fail(fmt, ...)
 end
 nn._fail = fail
 
+-- opts: nil or a table whose keys are all in the array `valid` (the shared
+-- check, farol.check_options, raises naming the unknown key); returns opts or {}
+local function check_opts(fn, opts, valid)
+  return farol.check_options(opts, fn, valid)
+end
+nn._check_opts = check_opts
+
 -- ---------------------------------------------------------------- Module
 
 local Module = {}
@@ -182,8 +189,11 @@ end
 -- unexpected keys are an error.  Returns {missing = {...}, unexpected = {...}}.
 function Module:load_state_dict(t, opts)
   if type(t) ~= "table" then fail("load_state_dict: expects a table of name -> tensor, got %s", type(t)) end
-  if opts ~= nil and type(opts) ~= "table" then fail("load_state_dict: options must be a table, got %s", type(opts)) end
-  local strict = not (opts and opts.strict == false)
+  opts = check_opts("load_state_dict", opts, {"strict"})
+  if opts.strict ~= nil and type(opts.strict) ~= "boolean" then
+    fail("load_state_dict: strict must be a boolean, got %s", type(opts.strict))
+  end
+  local strict = opts.strict ~= false
   -- everything is checked before anything is copied, so a failing call
   -- leaves the module as it was
   local expected, missing, unexpected, copies = {}, {}, {}, {}
@@ -283,12 +293,13 @@ nn._check_int = check_int
 
 simple("Linear", function(self, x) return farol.linear(x, self.weight, self.bias) end,
   function(self, in_features, out_features, opts)
+    opts = check_opts("nn.Linear", opts, {"bias"})
     check_int("nn.Linear", "in_features", in_features, 0)
     check_int("nn.Linear", "out_features", out_features, 0)
     local bound = in_features > 0 and 1 / math.sqrt(in_features) or 0
     self.in_features, self.out_features = in_features, out_features
     self:parameter("weight", uniform(bound, out_features, in_features))
-    if not (opts and opts.bias == false) then
+    if opts.bias ~= false then
       self:parameter("bias", uniform(bound, out_features))
     end
   end)

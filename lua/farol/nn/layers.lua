@@ -4,30 +4,7 @@ local farol = require("farol")
 
 return function(nn)
   local simple, uniform, check_int, fail = nn._simple, nn._uniform, nn._check_int, nn._fail
-
-  -- opts must be nil or a plain table whose keys are all in `known`: a
-  -- misspelt option is an error rather than a silently ignored default
-  local function check_opts(fn, opts, known)
-    if opts == nil then return {} end
-    if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-      fail("%s: options must be a table, got %s", fn, type(opts))
-    end
-    for k in pairs(opts) do
-      if not known[k] then
-        local names = {}
-        for name in pairs(known) do names[#names + 1] = name end
-        table.sort(names)
-        fail("%s: unknown option %s (known: %s)", fn, tostring(k), table.concat(names, ", "))
-      end
-    end
-    return opts
-  end
-
-  local function set_of(...)
-    local s = {}
-    for _, k in ipairs({...}) do s[k] = true end
-    return s
-  end
+  local check_opts = nn._check_opts
 
   -- v as an array of n integers >= min: a number is repeated, an array of
   -- n numbers is taken as is (PyTorch's _pair / _single)
@@ -69,7 +46,7 @@ return function(nn)
   -- padding puts the extra row/column at the end, as PyTorch does).
   local function conv_init(fn, nd)
     return function(self, in_channels, out_channels, kernel_size, opts)
-      opts = check_opts(fn, opts, set_of("stride", "padding", "dilation", "groups", "bias"))
+      opts = check_opts(fn, opts, {"stride", "padding", "dilation", "groups", "bias"})
       check_int(fn, "in_channels", in_channels)
       check_int(fn, "out_channels", out_channels)
       local k = tuple(fn, "kernel_size", kernel_size, nd)
@@ -139,9 +116,9 @@ return function(nn)
   -- -------------------------------------------------------------- Pooling
 
   -- stride defaults to the kernel size, as PyTorch
-  local function pool_init(fn)
+  local function pool_init(fn, valid)
     return function(self, kernel_size, opts)
-      opts = check_opts(fn, opts, set_of("stride", "padding"))
+      opts = check_opts(fn, opts, valid)
       local k = tuple(fn, "kernel_size", kernel_size, 2)
       local stride = tuple(fn, "stride", opts.stride or k, 2)
       local padding = tuple(fn, "padding", opts.padding or 0, 2, 0)
@@ -150,15 +127,26 @@ return function(nn)
           fail("%s: padding (%d) must be at most half the kernel size (%d)", fn, padding[i], k[i])
         end
       end
+      for _, flag in ipairs({"ceil_mode", "count_include_pad"}) do
+        if opts[flag] ~= nil and type(opts[flag]) ~= "boolean" then
+          fail("%s: %s must be a boolean, got %s", fn, flag, type(opts[flag]))
+        end
+      end
       self.kernel_size, self.stride, self.padding = k, stride, padding
-      rawset(self, "_call", {stride = stride, padding = padding})
+      self.ceil_mode = opts.ceil_mode == true
+      local call = {stride = stride, padding = padding, ceil_mode = self.ceil_mode}
+      if fn == "nn.AvgPool2d" then
+        self.count_include_pad = opts.count_include_pad ~= false
+        call.count_include_pad = self.count_include_pad
+      end
+      rawset(self, "_call", call)
     end
   end
 
   simple("MaxPool2d", function(self, x) return farol.max_pool2d(x, self.kernel_size, self._call) end,
-    pool_init("nn.MaxPool2d"))
+    pool_init("nn.MaxPool2d", {"stride", "padding", "ceil_mode"}))
   simple("AvgPool2d", function(self, x) return farol.avg_pool2d(x, self.kernel_size, self._call) end,
-    pool_init("nn.AvgPool2d"))
+    pool_init("nn.AvgPool2d", {"stride", "padding", "ceil_mode", "count_include_pad"}))
 
   simple("AdaptiveAvgPool2d", function(self, x) return farol.adaptive_avg_pool2d(x, self.output_size) end,
     function(self, output_size)
@@ -216,7 +204,7 @@ return function(nn)
     end,
     function(self, num_features, opts)
       local fn = "nn.BatchNorm2d"
-      opts = check_opts(fn, opts, set_of("eps", "momentum", "affine", "track_running_stats"))
+      opts = check_opts(fn, opts, {"eps", "momentum", "affine", "track_running_stats"})
       check_int(fn, "num_features", num_features)
       local eps, momentum = opts.eps or 1e-5, opts.momentum or 0.1
       check_eps(fn, eps)
@@ -244,7 +232,7 @@ return function(nn)
     end,
     function(self, normalized_shape, opts)
       local fn = "nn.LayerNorm"
-      opts = check_opts(fn, opts, set_of("eps", "elementwise_affine", "bias"))
+      opts = check_opts(fn, opts, {"eps", "elementwise_affine", "bias"})
       local shape = {}
       if math.type(normalized_shape) == "integer" then
         shape[1] = normalized_shape
@@ -284,6 +272,4 @@ return function(nn)
       check_prob("nn.Dropout", p)
       self.p = p
     end)
-
-  nn._check_opts, nn._set_of = check_opts, set_of
 end

@@ -4,7 +4,7 @@
 local farol = require("farol")
 
 return function(nn)
-  local check_int, fail, check_opts, set_of = nn._check_int, nn._fail, nn._check_opts, nn._set_of
+  local check_int, fail, check_opts = nn._check_int, nn._fail, nn._check_opts
 
   local function shape_str(t) return "[" .. table.concat(t:size(), ", ") .. "]" end
 
@@ -24,7 +24,7 @@ return function(nn)
 
   function MHA:init(embed_dim, num_heads, opts)
     local fn = "nn.MultiheadAttention"
-    opts = check_opts(fn, opts, set_of("batch_first", "bias", "dropout"))
+    opts = check_opts(fn, opts, {"batch_first", "bias", "dropout"})
     check_int(fn, "embed_dim", embed_dim)
     check_int(fn, "num_heads", num_heads)
     if embed_dim % num_heads ~= 0 then
@@ -88,8 +88,8 @@ return function(nn)
   -- with average_attn_weights = false.
   function MHA:forward(query, key, value, opts)
     local fn = "nn.MultiheadAttention"
-    opts = check_opts(fn, opts, set_of("key_padding_mask", "attn_mask", "need_weights",
-                                       "average_attn_weights"))
+    opts = check_opts(fn, opts, {"key_padding_mask", "attn_mask", "need_weights",
+                                       "average_attn_weights"})
     local e, heads = self.embed_dim, self.num_heads
     check_input(fn, "query", query, e)
     check_input(fn, "key", key, e)
@@ -177,8 +177,8 @@ return function(nn)
   -- the child "activation", as in PyTorch)
   function Layer:init(d_model, nhead, opts)
     local fn = "nn.TransformerEncoderLayer"
-    opts = check_opts(fn, opts, set_of("dim_feedforward", "dropout", "activation", "batch_first",
-                                       "norm_first", "layer_norm_eps", "bias"))
+    opts = check_opts(fn, opts, {"dim_feedforward", "dropout", "activation", "batch_first",
+                                       "norm_first", "layer_norm_eps", "bias"})
     local dff = opts.dim_feedforward or 2048
     check_int(fn, "dim_feedforward", dff)
     local p = opts.dropout
@@ -215,7 +215,7 @@ return function(nn)
   -- layer(src [, {src_key_padding_mask = m, src_mask = m}]): masks as in
   -- MultiheadAttention (src_mask is its attn_mask)
   function Layer:forward(src, opts)
-    opts = check_opts("nn.TransformerEncoderLayer", opts, set_of("src_key_padding_mask", "src_mask"))
+    opts = check_opts("nn.TransformerEncoderLayer", opts, {"src_key_padding_mask", "src_mask"})
     local mask_opts = {key_padding_mask = opts.src_key_padding_mask, attn_mask = opts.src_mask}
     local function sa(x) return self.dropout1(self.self_attn(x, x, x, mask_opts)) end
     local function ff(x)
