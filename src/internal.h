@@ -5,6 +5,7 @@
 
 #include "farol.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -145,6 +146,10 @@ void *farol_calloc(size_t n, size_t size);
 void farol_free(void *p);
 void *farol_aligned_alloc(size_t n);
 void farol_aligned_free(void *p);
+
+/* a regular file opened for reading (its size in *size), without blocking
+ * on a FIFO or a device; NULL with the reason written to why otherwise */
+FILE *farol_open_regular(const char *path, char *why, size_t n, uint64_t *size);
 
 /* OpenMP: parallelise a loop only above this many elements of work */
 #define FAROL_PAR_MIN 32768

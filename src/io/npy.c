@@ -15,7 +15,6 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "farol's file formats are little-endian and so must the host be"
@@ -265,19 +264,15 @@ farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len) {
 /* .npy files hold one array: read it whole, then parse. */
 farol_tensor *farol_load_npy(const char *path) {
     if (!path) return npy_error("(null)", "no path"), NULL;
-    FILE *f = fopen(path, "rb");
-    if (!f) return npy_error(path, "cannot open (%s)", strerror(errno)), NULL;
-    struct stat st;
+    char why[160];
+    uint64_t fsize = 0;
+    FILE *f = farol_open_regular(path, why, sizeof why, &fsize);
+    if (!f) return npy_error(path, "%s", why), NULL;
     unsigned char *buf = NULL;
     size_t size = 0;
     farol_tensor *t = NULL;
-    if (fstat(fileno(f), &st) != 0) {
-        npy_error(path, "cannot stat (%s)", strerror(errno));
-    } else if (!S_ISREG(st.st_mode)) {
-        npy_error(path, "not a regular file");
-    } else if ((uint64_t)st.st_size > SIZE_MAX - 1 ||
-               !(buf = farol_malloc((size = (size_t)st.st_size) + 1))) {
-        npy_error(path, "out of memory for %lld bytes", (long long)st.st_size);
+    if (fsize > SIZE_MAX - 1 || !(buf = farol_malloc((size = (size_t)fsize) + 1))) {
+        npy_error(path, "out of memory for %llu bytes", (unsigned long long)fsize);
     } else if (fread(buf, 1, size, f) != size) {
         npy_error(path, "cannot read %zu bytes (%s)", size,
                   ferror(f) ? strerror(errno) : "file shrank");

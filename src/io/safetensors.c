@@ -18,7 +18,6 @@
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
-#include <sys/stat.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "farol's file formats are little-endian and so must the host be"
@@ -353,18 +352,11 @@ int farol_load_safetensors(const char *path, farol_tensor_dict *out) {
     if (!path) path = "(null)";
     if (!out) return io_error("load", path, "no output dict");
     memset(out, 0, sizeof *out);
-    st_src s = {path, NULL, fopen(path, "rb"), 0};
-    if (!s.f) return load_error(&s, "cannot open (%s)", strerror(errno));
-    struct stat st;
-    int rc;
-    if (fstat(fileno(s.f), &st) != 0)
-        rc = load_error(&s, "cannot stat (%s)", strerror(errno));
-    else if (!S_ISREG(st.st_mode))
-        rc = load_error(&s, "not a regular file");
-    else {
-        s.size = (uint64_t)st.st_size;
-        rc = st_read(&s, out);
-    }
+    char why[160];
+    st_src s = {path, NULL, NULL, 0};
+    s.f = farol_open_regular(path, why, sizeof why, &s.size);
+    if (!s.f) return load_error(&s, "%s", why);
+    int rc = st_read(&s, out);
     fclose(s.f);
     return rc;
 }

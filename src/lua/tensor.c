@@ -41,8 +41,15 @@ static void maybe_collect(lua_State *L, gc_state *s) {
     s->engine_threshold = doubled(farol_live_bytes());
 }
 
+/* the bytes the view spans in its storage, at most the storage's size: an
+ * expanded view counts the memory it reads, not its numel */
 static size_t extent_bytes(const farol_tensor *t) {
-    return (size_t)farol_numel(t) * farol_dtype_size(t->dtype);
+    if (farol_numel(t) == 0) return 0;
+    uint64_t span = 1;
+    for (int i = 0; i < t->ndim; i++)
+        span += (uint64_t)(t->shape[i] - 1) * (uint64_t)(t->strides[i] < 0 ? -t->strides[i] : t->strides[i]);
+    span *= farol_dtype_size(t->dtype);
+    return span < t->storage->nbytes ? (size_t)span : t->storage->nbytes;
 }
 
 void box_set(lua_State *L, tensor_box *b, farol_tensor *t) {

@@ -383,6 +383,14 @@ farol_tensor *farol_expand(farol_tensor *x, int ndim, const int64_t *shape) {
             return NULL;
         }
     }
+    /* the engine's element limit holds for views too, so numel cannot overflow */
+    int64_t span = 1;
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(span, ns[i] > 0 ? ns[i] : 1, &span) || span > ((int64_t)1 << 40)) {
+            farol_set_error("farol: expand: shape %s has too many elements (at most 2^40)",
+                            farol_shape_str(ndim, ns, want, sizeof want));
+            return NULL;
+        }
     farol_tensor *out = farol_make_view(x, ndim, ns, st, x->offset);
     if (!out)
         return NULL;

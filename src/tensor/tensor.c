@@ -447,6 +447,42 @@ int farol_begin_inplace(const char *fn, farol_tensor *t) {
     return 0;
 }
 
+/* PyTorch refuses to write into a tensor whose elements share memory (an
+ * expanded view: a stride 0 under a size above 1), since which of the
+ * values written lands is unspecified; so does farol */
+static int check_writable(const char *fn, const farol_tensor *t) {
+    if (farol_numel(t) == 0) return 0;
+    for (int i = 0; i < t->ndim; i++)
+        if (t->shape[i] > 1 && t->strides[i] == 0) {
+            char sh[96];
+            farol_set_error("farol: %s: cannot write into a tensor whose elements share memory "
+                            "(dim %d of shape %s is expanded); clone() it first",
+                            fn, i + 1, farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
+            return -1;
+        }
+    return 0;
+}
+
+/* the first and last element offsets a view reaches in its storage */
+static void view_span(const farol_tensor *t, int64_t *lo, int64_t *hi) {
+    *lo = *hi = t->offset;
+    for (int i = 0; i < t->ndim; i++) {
+        int64_t d = (t->shape[i] - 1) * t->strides[i];
+        if (d < 0) *lo += d;
+        else *hi += d;
+    }
+}
+
+/* can writing dst change what src reads? */
+static bool may_overlap(const farol_tensor *dst, const farol_tensor *src) {
+    if (dst->storage != src->storage || farol_numel(dst) == 0 || farol_numel(src) == 0) return false;
+    int64_t dlo, dhi, slo, shi;
+    view_span(dst, &dlo, &dhi);
+    view_span(src, &slo, &shi);
+    size_t ds = farol_dtype_size(dst->dtype), ss = farol_dtype_size(src->dtype);
+    return dlo * (int64_t)ds < (shi + 1) * (int64_t)ss && slo * (int64_t)ss < (dhi + 1) * (int64_t)ds;
+}
+
 int farol_copy_(farol_tensor *dst, farol_tensor *src) {
     int nout;
     int64_t out[FAROL_MAX_DIMS];
@@ -458,12 +494,14 @@ int farol_copy_(farol_tensor *dst, farol_tensor *src) {
                         farol_shape_str(dst->ndim, dst->shape, b, sizeof b));
         return -1;
     }
-    if (farol_begin_inplace("copy_", dst) < 0) return -1;
-    /* src may overlap dst (x:copy_(x:t())): go through a temporary then */
+    if (check_writable("copy_", dst) < 0 || farol_begin_inplace("copy_", dst) < 0) return -1;
+    /* src may overlap dst (x:copy_(x:t()), shifted narrows): copy src to a
+     * fresh buffer first */
     farol_tensor *tmp = NULL;
-    if (src->storage == dst->storage) {
-        tmp = farol_contig_raw(src);
+    if (may_overlap(dst, src)) {
+        tmp = farol_empty(src->ndim, src->shape, src->dtype);
         if (!tmp) return -1;
+        farol_copy_to_buffer(src, farol_data(tmp), src->dtype);
         src = tmp;
     }
     int64_t bs[FAROL_MAX_DIMS];
@@ -474,7 +512,7 @@ int farol_copy_(farol_tensor *dst, farol_tensor *src) {
 }
 
 int farol_fill_(farol_tensor *dst, double v) {
-    if (farol_begin_inplace("fill_", dst) < 0) return -1;
+    if (check_writable("fill_", dst) < 0 || farol_begin_inplace("fill_", dst) < 0) return -1;
     if (farol_is_contiguous(dst)) {
         fill_contig(dst, v);
         return 0;

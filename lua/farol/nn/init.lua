@@ -85,18 +85,25 @@ Module.__call = function(self, ...)
   return forward(self, ...)
 end
 
-Module.__tostring = function(self)
+-- a child pointing back at an ancestor prints as "<cycle>"
+local function describe(self, on)
   local lines = {(getmetatable(self).__name or "Module") .. "("}
+  on[self] = true
   for _, name in ipairs(self._order) do
     local v = rawget(self, name)
     if is_module(v) then
-      lines[#lines + 1] = "  (" .. name .. "): " .. tostring(v):gsub("\n", "\n  ")
+      local own = getmetatable(v).__tostring ~= Module.__tostring
+      local text = on[v] and "<cycle>" or (own and tostring(v) or describe(v, on)):gsub("\n", "\n  ")
+      lines[#lines + 1] = "  (" .. name .. "): " .. text
     end
   end
+  on[self] = nil
   if #lines == 1 then return lines[1] .. ")" end
   lines[#lines + 1] = ")"
   return table.concat(lines, "\n")
 end
+
+Module.__tostring = function(self) return describe(self, {}) end
 
 -- Instance form: farol.nn.Module{fc1 = ..., forward = function(self, x) ... end}
 setmetatable(Module, {__call = function(_, t)
@@ -135,18 +142,48 @@ function Module:named_children()
   end
 end
 
--- every registered tensor of a kind ("_params" or "_buffers"), depth first
-local function collect(self, kind, prefix, out)
-  for _, name in ipairs(self._order) do
-    if self[kind][name] then out[#out + 1] = {prefix .. name, rawget(self, name), self, name} end
+-- Calls fn(module, prefix) for self and its descendants, depth first.  As
+-- PyTorch's named_modules, a module reachable by several paths is visited
+-- once (by its first path); with per_path (state_dict's walk) it is visited
+-- on every path, as PyTorch's state_dict does.  Either way a child pointing
+-- back at an ancestor is not followed, so a cyclic graph cannot loop.
+local MAX_PATHS = 1000000
+local function walk(self, fn, per_path)
+  local on, visits = {}, 0
+  local function visit(m, prefix)
+    if on[m] then return end
+    on[m] = true
+    visits = visits + 1
+    if visits > MAX_PATHS then
+      fail("state_dict: the module graph has over %d paths (modules shared along many paths)", MAX_PATHS)
+    end
+    fn(m, prefix)
+    for name, child in m:named_children() do visit(child, prefix .. name .. ".") end
+    if per_path then on[m] = nil end
   end
-  for name, child in self:named_children() do collect(child, kind, prefix .. name .. ".", out) end
+  visit(self, "")
+end
+
+-- every registered tensor of a kind ("_params" or "_buffers"), depth first:
+-- {name, tensor, owner, field}.  Outside per_path, a tensor registered
+-- twice is listed once, as PyTorch's named_parameters.
+local function collect(self, kind, per_path)
+  local out, seen = {}, {}
+  walk(self, function(m, prefix)
+    for _, name in ipairs(m._order) do
+      local t = rawget(m, name)
+      if m[kind][name] and (per_path or t == nil or not seen[t]) then
+        if t ~= nil then seen[t] = true end
+        out[#out + 1] = {prefix .. name, t, m, name}
+      end
+    end
+  end, per_path)
   return out
 end
 
 -- for name, p in m:named_parameters() do ... end
 function Module:named_parameters()
-  local list, i = collect(self, "_params", "", {}), 0
+  local list, i = collect(self, "_params"), 0
   return function()
     i = i + 1
     if list[i] then return list[i][1], list[i][2] end
@@ -155,28 +192,29 @@ end
 
 function Module:parameters()
   local out = {}
-  for _, e in ipairs(collect(self, "_params", "", {})) do out[#out + 1] = e[2] end
+  for _, e in ipairs(collect(self, "_params")) do out[#out + 1] = e[2] end
   return out
 end
 
 function Module:named_buffers()
-  local list, i = collect(self, "_buffers", "", {}), 0
+  local list, i = collect(self, "_buffers"), 0
   return function()
     i = i + 1
     if list[i] then return list[i][1], list[i][2] end
   end
 end
 
-local function entries(self)
-  local all = collect(self, "_params", "", {})
-  for _, e in ipairs(collect(self, "_buffers", "", {})) do all[#all + 1] = e end
+-- parameters and buffers; per_path: under every name, as state_dict
+local function entries(self, per_path)
+  local all = collect(self, "_params", per_path)
+  for _, e in ipairs(collect(self, "_buffers", per_path)) do all[#all + 1] = e end
   return all
 end
 
 -- name -> tensor (detached views sharing the module's memory)
 function Module:state_dict()
   local out = {}
-  for _, e in ipairs(entries(self)) do out[e[1]] = e[2]:detach() end
+  for _, e in ipairs(entries(self, true)) do out[e[1]] = e[2]:detach() end
   return out
 end
 
@@ -197,7 +235,7 @@ function Module:load_state_dict(t, opts)
   -- everything is checked before anything is copied, so a failing call
   -- leaves the module as it was
   local expected, missing, unexpected, copies = {}, {}, {}, {}
-  for _, e in ipairs(entries(self)) do
+  for _, e in ipairs(entries(self, true)) do
     expected[e[1]] = e
     local src = t[e[1]]
     if src == nil then
@@ -232,8 +270,7 @@ function Module:load_state_dict(t, opts)
 end
 
 local function set_training(self, on)
-  rawset(self, "training", on)
-  for _, child in self:named_children() do set_training(child, on) end
+  walk(self, function(m) rawset(m, "training", on) end)
   return self
 end
 
