@@ -2,7 +2,7 @@
 --   build/farol bench/run.lua --model NAME [--threads N] [--repeats K]
 -- prints one line:
 --   bench impl=farol model=NAME threads=N forward_ms=.. saliency_ms=.. ms_per_example=.. gflops=.. rss_mib=..
--- (medians of K >= 10 calls after 3 warm-ups; rss = the process's peak RSS)
+-- (medians of K calls after 3 warm-ups, K = 10 unless given; rss = the process's peak RSS)
 local here = (arg[0]:match("^(.*)/[^/]*$") or ".")
 package.path = here .. "/?.lua;" .. package.path
 local farol = require("farol")
@@ -18,7 +18,7 @@ while i <= #arg do
 end
 local name = opts.model
 if not (name and models[name]) then error("run.lua: --model must be one of mlp, cnn, resnet18, transformer", 0) end
-local threads, repeats = math.tointeger(tonumber(opts.threads)), math.max(10, math.tointeger(tonumber(opts.repeats)))
+local threads, repeats = math.tointeger(tonumber(opts.threads)), math.max(1, math.tointeger(tonumber(opts.repeats)))
 
 farol.set_num_threads(threads)
 farol.manual_seed(1234)
