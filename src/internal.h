@@ -9,38 +9,34 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "autograd/oplist.h"
+
 #define FAROL_MAX_SAVED 6
 
-/* One entry per differentiable op.  Forward functions have op-specific
- * signatures (farol_conv2d(x, w, b, opts) ...), so the table holds what the
- * tape calls: the name and the backward. */
+/* FAROL_OP_<ID> for every line of the op list (autograd/oplist.h) */
 typedef enum {
-    FAROL_OP_LEAF,
-    /* arith.c */
-    FAROL_OP_ADD, FAROL_OP_SUB, FAROL_OP_MUL, FAROL_OP_DIV, FAROL_OP_POW,
-    FAROL_OP_POW_SCALAR, FAROL_OP_NEG, FAROL_OP_WHERE, FAROL_OP_MASKED_FILL,
-    /* pointwise.c */
-    FAROL_OP_UNARY, FAROL_OP_LEAKY_RELU, FAROL_OP_ELU, FAROL_OP_CLAMP,
-    /* reduce.c */
-    FAROL_OP_SUM, FAROL_OP_MEAN, FAROL_OP_VAR, FAROL_OP_STD, FAROL_OP_AMAX, FAROL_OP_AMIN,
-    FAROL_OP_LOGSUMEXP, FAROL_OP_NORM, FAROL_OP_MAX_DIM,
-    /* softmax.c */
-    FAROL_OP_SOFTMAX, FAROL_OP_LOG_SOFTMAX,
-    /* matmul.c */
-    FAROL_OP_MATMUL, FAROL_OP_LINEAR,
-    /* shape.c */
-    FAROL_OP_VIEW, FAROL_OP_PERMUTE, FAROL_OP_EXPAND, FAROL_OP_SELECT, FAROL_OP_NARROW,
-    FAROL_OP_INDEX_SELECT, FAROL_OP_CAT, FAROL_OP_STACK, FAROL_OP_COPY, FAROL_OP_TO_DTYPE,
-    /* conv.c */
-    FAROL_OP_CONV2D,
-    /* pool.c */
-    FAROL_OP_MAX_POOL2D, FAROL_OP_AVG_POOL2D, FAROL_OP_ADAPTIVE_AVG_POOL2D,
-    /* norm.c */
-    FAROL_OP_BATCH_NORM, FAROL_OP_LAYER_NORM,
-    /* nn.c */
-    FAROL_OP_EMBEDDING, FAROL_OP_DROPOUT, FAROL_OP_CROSS_ENTROPY, FAROL_OP_MSE_LOSS, FAROL_OP_PAD,
+#define FAROL_X_ENUM(ID, name, arity, d) FAROL_OP_##ID,
+    FAROL_OP_LIST(FAROL_X_ENUM)
+#undef FAROL_X_ENUM
     FAROL_OP_COUNT
 } farol_op;
+
+/* Op parameters, one struct per op family, in the node's `p`.  An op writes
+ * its member when it records and its backward reads the same member. */
+typedef union {
+    struct { double p; } pow;                     /* pow_scalar */
+    struct { int kind; double a, b; } pw;         /* unary (kind), leaky_relu, elu, clamp */
+    struct { int dim, kind; bool keepdim; } reduce; /* dim < 0: every dim */
+    struct { int dim; } dim;                      /* softmax, log_softmax, cat, stack, index_select */
+    struct { int dim; int64_t start, length; } slice; /* select (start = index), narrow */
+    struct { int perm[FAROL_MAX_DIMS]; } permute;
+    struct { int nb; int64_t batch[FAROL_MAX_DIMS]; } matmul; /* broadcast batch shape */
+    farol_conv_opts conv;
+    struct { int64_t kernel[2], stride[2], padding[2], out[2]; bool exclude_pad; } pool;
+                                                  /* avg_pool2d; adaptive: out only */
+    struct { int iw, ib; double eps; int64_t rows, cols; } norm; /* iw, ib: input slots or -1 */
+    struct { int64_t before[FAROL_MAX_DIMS]; } pad;
+} farol_op_params;
 
 /* An input of a node: the node its gradient flows to (NULL when that input
  * needs no gradient) and the input's shape, so backward can shape results. */
@@ -61,8 +57,7 @@ struct farol_node {
     farol_tensor *saved[FAROL_MAX_SAVED];      /* detached views */
     uint32_t saved_version[FAROL_MAX_SAVED];
     int n_saved;
-    int64_t ip[16];        /* op parameters */
-    double fp[4];
+    farol_op_params p;     /* the op's parameters */
     farol_tensor *leaf;    /* FAROL_OP_LEAF: the leaf (weak; cleared when it dies) */
     /* backward scratch, valid during one backward call */
     farol_tensor *grad;
@@ -74,27 +69,41 @@ struct farol_node {
  * Runs with grad mode off; may use any farol op.  0 or -1 with the error set. */
 typedef int (*farol_backward_fn)(farol_node *n, farol_tensor *gout, farol_tensor **gin);
 
+#define FAROL_X_PROTO_GRAD(name) int farol_##name##_backward(farol_node *, farol_tensor *, farol_tensor **);
+#define FAROL_X_PROTO_NOGRAD(name)
+#define FAROL_X_PROTO(ID, name, arity, d) FAROL_X_PROTO_##d(name)
+FAROL_OP_LIST(FAROL_X_PROTO)
+#undef FAROL_X_PROTO
+
 typedef struct {
     const char *name;
+    int arity;                  /* most inputs recorded, or FAROL_VARIADIC */
+    bool differentiable;        /* false: backward is NULL by design */
     farol_backward_fn backward;
 } farol_op_desc;
 
-extern const farol_op_desc farol_ops[FAROL_OP_COUNT];
+extern const farol_op_desc farol_ops[]; /* FAROL_OP_COUNT rows */
 
-/* Recording.  After computing out from inputs, an op calls
- *   farol_node *n = farol_record(FAROL_OP_X, out, k, inputs);
- * which returns NULL both when nothing needs recording (check
- * farol_needs_record first if saving tensors is costly) and on failure:
- * distinguish with `out->node`.  Use the pattern:
- *   if (farol_needs_record(k, inputs)) {
- *       farol_node *n = farol_record(...);
- *       if (!n || farol_save(n, x) < 0) { farol_release(out); return NULL; }
- *       n->ip[0] = dim; ...
- *   }
- */
+/* Recording: the one way an op puts itself on the tape, called after it has
+ * computed out (out may be NULL: then it returns NULL):
+ *
+ *   return farol_record(FAROL_OP_MUL, out, 2, ins, FAROL_SAVE(a, b), NULL);
+ *   return farol_record(FAROL_OP_SELECT, out, 1, &x, FAROL_NO_SAVE,
+ *                       &(farol_op_params){.slice = {d, i, 1}});
+ *
+ * When grad mode is on and an input has a node, gives out a node with edges
+ * to ins (NULL entries: inputs that take no gradient), saves detached views
+ * of the listed tensors (NULL keeps an empty slot) and copies the params.
+ * Returns out, or on failure releases out and returns NULL with the error
+ * set.  Nothing is recorded otherwise; when the tensors to save are costly to
+ * make, test farol_needs_record first. */
+#define FAROL_SAVE(...)                                                              \
+    (int)(sizeof((farol_tensor *[]){__VA_ARGS__}) / sizeof(farol_tensor *)),        \
+        (farol_tensor *[]){__VA_ARGS__}
+#define FAROL_NO_SAVE 0, NULL
 bool farol_needs_record(int n, farol_tensor *const *inputs);
-farol_node *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs);
-int farol_save(farol_node *n, farol_tensor *t);  /* t may be NULL (keeps a slot) */
+farol_tensor *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs,
+                           int n_save, farol_tensor *const *save, const farol_op_params *params);
 /* saved tensor k, checked against in-place modification since it was saved */
 farol_tensor *farol_saved(farol_node *n, int k);
 

@@ -26,10 +26,17 @@ farol_tensor *farol_compare(farol_tensor *a, farol_tensor *b, farol_cmp op);
 farol_tensor *farol_masked_fill(farol_tensor *x, farol_tensor *mask, double v);
 
 /* pointwise */
+/* the unary functions, each once: X(ID, name) gives FAROL_<ID> and the
+ * function's name (farol_unary_name, and the Lua binding's farol.<name>) */
+#define FAROL_UNARY_LIST(X)                                                         \
+    X(ABS, abs) X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(RSQRT, rsqrt) X(SIN, sin)   \
+    X(COS, cos) X(TANH, tanh) X(SIGMOID, sigmoid) X(RELU, relu) X(GELU, gelu)       \
+    X(SILU, silu) X(SOFTPLUS, softplus) X(SIGN, sign)
 typedef enum {
-    FAROL_ABS, FAROL_EXP, FAROL_LOG, FAROL_SQRT, FAROL_RSQRT, FAROL_SIN, FAROL_COS,
-    FAROL_TANH, FAROL_SIGMOID, FAROL_RELU, FAROL_GELU, FAROL_SILU, FAROL_SOFTPLUS,
-    FAROL_SIGN, FAROL_UNARY_COUNT
+#define FAROL_X_UNARY_ENUM(ID, name) FAROL_##ID,
+    FAROL_UNARY_LIST(FAROL_X_UNARY_ENUM)
+#undef FAROL_X_UNARY_ENUM
+    FAROL_UNARY_COUNT
 } farol_unary_op;
 farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op);
 const char *farol_unary_name(farol_unary_op op);

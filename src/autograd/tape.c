@@ -132,29 +132,7 @@ bool farol_needs_record(int n, farol_tensor *const *inputs) {
     return false;
 }
 
-farol_node *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs) {
-    if (!farol_needs_record(n, inputs)) return NULL;
-    farol_node *node = node_new(op, n);
-    if (!node) {
-        farol_set_error("farol: %s: out of memory recording the tape", farol_ops[op].name);
-        return NULL;
-    }
-    for (int i = 0; i < n; i++) {
-        farol_edge *e = &node->inputs[i];
-        if (!inputs[i]) continue;
-        e->fn = inputs[i]->node;
-        farol_node_retain(e->fn);
-        e->ndim = inputs[i]->ndim;
-        memcpy(e->shape, inputs[i]->shape, sizeof e->shape);
-        e->dtype = inputs[i]->dtype;
-    }
-    farol_node_release(out->node);
-    out->node = node;
-    out->requires_grad = true;
-    return node;
-}
-
-int farol_save(farol_node *n, farol_tensor *t) {
+static int save(farol_node *n, farol_tensor *t) {
     if (n->n_saved == FAROL_MAX_SAVED) {
         farol_set_error("farol: %s: too many saved tensors", farol_ops[n->op].name);
         return -1;
@@ -167,6 +145,45 @@ int farol_save(farol_node *n, farol_tensor *t) {
     }
     n->saved[n->n_saved++] = v;
     return 0;
+}
+
+farol_tensor *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs,
+                           int n_save, farol_tensor *const *saves, const farol_op_params *params) {
+    if (!out || !farol_needs_record(n, inputs)) return out;
+    const farol_op_desc *d = &farol_ops[op];
+    if ((d->arity != FAROL_VARIADIC && n > d->arity) || n_save > FAROL_MAX_SAVED) {
+        farol_set_error("farol: %s: recorded with %d inputs and %d saved tensors (at most %d and %d)",
+                        d->name, n, n_save, d->arity, FAROL_MAX_SAVED);
+        farol_release(out);
+        return NULL;
+    }
+    farol_node *node = node_new(op, n);
+    if (!node) {
+        farol_set_error("farol: %s: out of memory recording the tape", d->name);
+        farol_release(out);
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        farol_edge *e = &node->inputs[i];
+        if (!inputs[i]) continue;
+        e->fn = inputs[i]->node;
+        farol_node_retain(e->fn);
+        e->ndim = inputs[i]->ndim;
+        memcpy(e->shape, inputs[i]->shape, sizeof e->shape);
+        e->dtype = inputs[i]->dtype;
+    }
+    if (params) node->p = *params;
+    /* saved before out owns the node: a saved tensor may be out itself */
+    for (int i = 0; i < n_save; i++)
+        if (save(node, saves[i]) < 0) {
+            farol_node_release(node);
+            farol_release(out);
+            return NULL;
+        }
+    farol_node_release(out->node);
+    out->node = node;
+    out->requires_grad = true;
+    return out;
 }
 
 farol_tensor *farol_saved(farol_node *n, int k) {

@@ -423,26 +423,6 @@ static int null_args(const char *fn, int n, farol_tensor *const *ts)
     return 0;
 }
 
-/* records op with inputs ins and saves s0..s2 (NULL keeps a slot);
- * releases out and returns NULL on failure */
-static farol_tensor *record(farol_op op, farol_tensor *out, int n, farol_tensor *const *ins,
-                            farol_tensor *s0, farol_tensor *s1, farol_tensor *s2, int nsave)
-{
-    if (!farol_needs_record(n, ins))
-        return out;
-    farol_node *node = farol_record(op, out, n, ins);
-    farol_tensor *s[3] = {s0, s1, s2};
-    if (!node)
-        goto fail;
-    for (int k = 0; k < nsave; k++)
-        if (farol_save(node, s[k]) < 0)
-            goto fail;
-    return out;
-fail:
-    farol_release(out);
-    return NULL;
-}
-
 /* ---- add, sub, mul, div ---- */
 
 farol_tensor *farol_add(farol_tensor *a, farol_tensor *b)
@@ -451,7 +431,7 @@ farol_tensor *farol_add(farol_tensor *a, farol_tensor *b)
     if (null_args("add", 2, ins) < 0)
         return NULL;
     farol_tensor *out = binary_raw("add", BIN_ADD, a, b);
-    return out ? record(FAROL_OP_ADD, out, 2, ins, NULL, NULL, NULL, 0) : NULL;
+    return farol_record(FAROL_OP_ADD, out, 2, ins, FAROL_NO_SAVE, NULL);
 }
 
 int farol_add_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -468,7 +448,7 @@ farol_tensor *farol_sub(farol_tensor *a, farol_tensor *b)
     if (null_args("sub", 2, ins) < 0)
         return NULL;
     farol_tensor *out = binary_raw("sub", BIN_SUB, a, b);
-    return out ? record(FAROL_OP_SUB, out, 2, ins, NULL, NULL, NULL, 0) : NULL;
+    return farol_record(FAROL_OP_SUB, out, 2, ins, FAROL_NO_SAVE, NULL);
 }
 
 int farol_sub_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -493,9 +473,8 @@ farol_tensor *farol_mul(farol_tensor *a, farol_tensor *b)
         return NULL;
     farol_tensor *out = binary_raw("mul", BIN_MUL, a, b);
     /* slot 0: a, for b's gradient; slot 1: b, for a's */
-    return out ? record(FAROL_OP_MUL, out, 2, ins, wants(b) ? a : NULL, wants(a) ? b : NULL,
-                        NULL, 2)
-               : NULL;
+    return farol_record(FAROL_OP_MUL, out, 2, ins,
+                        FAROL_SAVE(wants(b) ? a : NULL, wants(a) ? b : NULL), NULL);
 }
 
 int farol_mul_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -516,7 +495,7 @@ farol_tensor *farol_div(farol_tensor *a, farol_tensor *b)
     if (null_args("div", 2, ins) < 0)
         return NULL;
     farol_tensor *out = binary_raw("div", BIN_DIV, a, b);
-    return out ? record(FAROL_OP_DIV, out, 2, ins, wants(b) ? a : NULL, b, NULL, 2) : NULL;
+    return farol_record(FAROL_OP_DIV, out, 2, ins, FAROL_SAVE(wants(b) ? a : NULL, b), NULL);
 }
 
 int farol_div_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -540,7 +519,7 @@ farol_tensor *farol_pow(farol_tensor *a, farol_tensor *b)
     if (null_args("pow", 2, ins) < 0)
         return NULL;
     farol_tensor *out = binary_raw("pow", BIN_POW, a, b);
-    return out ? record(FAROL_OP_POW, out, 2, ins, a, b, NULL, 2) : NULL;
+    return farol_record(FAROL_OP_POW, out, 2, ins, FAROL_SAVE(a, b), NULL);
 }
 
 int farol_pow_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -561,11 +540,8 @@ farol_tensor *farol_pow_scalar(farol_tensor *x, double p)
     if (null_args("pow", 1, &x) < 0 || farol_check_float("pow", "x", x) < 0)
         return NULL;
     farol_tensor *out = unary_raw(pows_rows[x->dtype], &p, x, 16);
-    if (!out || !(out = record(FAROL_OP_POW_SCALAR, out, 1, &x, x, NULL, NULL, 1)))
-        return NULL;
-    if (out->node) /* set only when recorded */
-        out->node->fp[0] = p;
-    return out;
+    return farol_record(FAROL_OP_POW_SCALAR, out, 1, &x, FAROL_SAVE(x),
+                        &(farol_op_params){.pow = {p}});
 }
 
 int farol_pow_scalar_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -575,7 +551,7 @@ int farol_pow_scalar_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     farol_tensor *x = farol_saved(n, 0);
     if (!x)
         return -1;
-    double p = n->fp[0];
+    double p = n->p.pow.p;
     if (p == 0) { /* PyTorch: exactly zero, even where x^-1 is infinite */
         gin[0] = farol_zeros(x->ndim, x->shape, x->dtype);
         return gin[0] ? 0 : -1;
@@ -597,7 +573,7 @@ farol_tensor *farol_neg(farol_tensor *x)
     if (null_args("neg", 1, &x) < 0)
         return NULL;
     farol_tensor *out = unary_raw(neg_rows[x->dtype], NULL, x, 1);
-    return out ? record(FAROL_OP_NEG, out, 1, &x, NULL, NULL, NULL, 0) : NULL;
+    return farol_record(FAROL_OP_NEG, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 int farol_neg_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -619,7 +595,7 @@ farol_tensor *farol_where(farol_tensor *cond, farol_tensor *a, farol_tensor *b)
     if (null_args("where", 3, args) < 0)
         return NULL;
     farol_tensor *out = where_raw(cond, a, b);
-    return out ? record(FAROL_OP_WHERE, out, 2, args + 1, cond, NULL, NULL, 1) : NULL;
+    return farol_record(FAROL_OP_WHERE, out, 2, args + 1, FAROL_SAVE(cond), NULL);
 }
 
 int farol_where_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -662,7 +638,7 @@ farol_tensor *farol_masked_fill(farol_tensor *x, farol_tensor *mask, double v)
     farol_tensor *value = farol_scalar(v, x->dtype);
     farol_tensor *out = value ? where_raw(mask, value, x) : NULL;
     farol_release(value);
-    return out ? record(FAROL_OP_MASKED_FILL, out, 1, &x, mask, NULL, NULL, 1) : NULL;
+    return farol_record(FAROL_OP_MASKED_FILL, out, 1, &x, FAROL_SAVE(mask), NULL);
 }
 
 /* the gradient of x is zero where it was filled */

@@ -705,19 +705,10 @@ farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, co
         out = NULL;
     }
     farol_tensor *inputs[3] = {x, w, b};
-    if (out && farol_needs_record(b ? 3 : 2, inputs)) {
-        farol_node *n = farol_record(FAROL_OP_CONV2D, out, b ? 3 : 2, inputs);
-        /* dw needs x and dx needs w; db needs neither */
-        if (!n || farol_save(n, w->node ? xc : NULL) < 0 || farol_save(n, x->node ? wc : NULL) < 0) {
-            farol_release(out);
-            out = NULL;
-        } else {
-            n->ip[0] = o->stride[0], n->ip[1] = o->stride[1];
-            n->ip[2] = o->padding[0], n->ip[3] = o->padding[1];
-            n->ip[4] = o->dilation[0], n->ip[5] = o->dilation[1];
-            n->ip[6] = o->groups;
-        }
-    }
+    /* dw needs x and dx needs w; db needs neither */
+    out = farol_record(FAROL_OP_CONV2D, out, b ? 3 : 2, inputs,
+                       FAROL_SAVE(w->node ? xc : NULL, x->node ? wc : NULL),
+                       &(farol_op_params){.conv = *o});
     farol_release(xc);
     farol_release(wc);
     farol_release(bc);
@@ -726,10 +717,7 @@ farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, co
 
 /* gin[0] = dx (transposed conv), gin[1] = dw, gin[2] = db, each only when needed */
 int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    farol_conv_opts o = {
-        .stride = {(int)n->ip[0], (int)n->ip[1]}, .padding = {(int)n->ip[2], (int)n->ip[3]},
-        .dilation = {(int)n->ip[4], (int)n->ip[5]}, .groups = (int)n->ip[6],
-    };
+    farol_conv_opts o = n->p.conv;
     farol_edge *ex = &n->inputs[0], *ew = &n->inputs[1];
     bool need_x = ex->need, need_w = ew->need, need_b = n->n_inputs > 2 && n->inputs[2].need;
     farol_dtype dt = ex->dtype;

@@ -6,24 +6,6 @@
  * negatives unchanged (farol_norm_dim's convention). */
 static long long ub(int64_t i) { return (long long)(i >= 0 ? i + 1 : i); }
 
-/* Records out = op(xs) when an input needs it; on failure releases out and
- * returns NULL.  *node (may be NULL) gets the node, NULL when not recorded. */
-static farol_tensor *record_copy(farol_op op, farol_tensor *out, int n, farol_tensor *const *xs,
-                                 farol_node **node) {
-    if (node)
-        *node = NULL;
-    if (!farol_needs_record(n, xs))
-        return out;
-    farol_node *nd = farol_record(op, out, n, xs);
-    if (!nd) {
-        farol_release(out);
-        return NULL;
-    }
-    if (node)
-        *node = nd;
-    return out;
-}
-
 /* ---- cat and stack ---- */
 
 /* out: (outer, sum_k width[k]) bytes; part k: (outer, width[k]) bytes,
@@ -137,16 +119,12 @@ farol_tensor *farol_cat(int n, farol_tensor *const *xs, int dim) {
         farol_release(out);
         return NULL;
     }
-    farol_node *node;
-    out = record_copy(FAROL_OP_CAT, out, n, xs, &node);
-    if (node)
-        node->ip[0] = d;
-    return out;
+    return farol_record(FAROL_OP_CAT, out, n, xs, FAROL_NO_SAVE, &(farol_op_params){.dim = {d}});
 }
 
 /* out = cat(xs, d): gin[k] = gout.narrow(d, offset of k, size of k) */
 int farol_cat_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    int d = (int)n->ip[0];
+    int d = n->p.dim.dim;
     int64_t off = 0;
     for (int k = 0; k < n->n_inputs; k++) {
         int64_t len = n->inputs[k].shape[d];
@@ -195,16 +173,12 @@ farol_tensor *farol_stack(int n, farol_tensor *const *xs, int dim) {
         farol_release(out);
         return NULL;
     }
-    farol_node *node;
-    out = record_copy(FAROL_OP_STACK, out, n, xs, &node);
-    if (node)
-        node->ip[0] = d;
-    return out;
+    return farol_record(FAROL_OP_STACK, out, n, xs, FAROL_NO_SAVE, &(farol_op_params){.dim = {d}});
 }
 
 /* out = stack(xs, d): gin[k] = gout.select(d, k) */
 int farol_stack_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    int d = (int)n->ip[0];
+    int d = n->p.dim.dim;
     for (int k = 0; k < n->n_inputs; k++)
         if (n->inputs[k].need && !(gin[k] = farol_select(gout, d, k)))
             return -1;
@@ -266,15 +240,8 @@ farol_tensor *farol_index_select(farol_tensor *x, int dim, farol_tensor *index) 
     }
     farol_release(xc);
     farol_tensor *ins[2] = {x, index};
-    if (farol_needs_record(2, ins)) {
-        farol_node *n = farol_record(FAROL_OP_INDEX_SELECT, out, 2, ins);
-        if (!n || farol_save(n, ic) < 0) {
-            farol_release(out);
-            out = NULL;
-        } else {
-            n->ip[0] = d;
-        }
-    }
+    out = farol_record(FAROL_OP_INDEX_SELECT, out, 2, ins, FAROL_SAVE(ic),
+                       &(farol_op_params){.dim = {d}});
     farol_release(ic);
     return out;
 }
@@ -303,7 +270,7 @@ int farol_index_select_backward(farol_node *n, farol_tensor *gout, farol_tensor 
     farol_tensor *ic = farol_saved(n, 0);
     if (!ic)
         return -1;
-    int d = (int)n->ip[0];
+    int d = n->p.dim.dim;
     farol_tensor *gin = farol_zeros(e->ndim, e->shape, e->dtype);
     farol_tensor *gc = gin ? (gout->dtype == e->dtype ? farol_contig_raw(gout)
                                                       : farol_cast_raw(gout, e->dtype))
@@ -335,7 +302,7 @@ farol_tensor *farol_contiguous(farol_tensor *t) {
     farol_tensor *out = farol_contig_raw(t);
     if (!out)
         return NULL;
-    return record_copy(FAROL_OP_COPY, out, 1, &t, NULL);
+    return farol_record(FAROL_OP_COPY, out, 1, &t, FAROL_NO_SAVE, NULL);
 }
 
 farol_tensor *farol_clone(farol_tensor *t) {
@@ -343,7 +310,7 @@ farol_tensor *farol_clone(farol_tensor *t) {
     if (!out)
         return NULL;
     farol_copy_to_buffer(t, farol_data(out), t->dtype);
-    return record_copy(FAROL_OP_COPY, out, 1, &t, NULL);
+    return farol_record(FAROL_OP_COPY, out, 1, &t, FAROL_NO_SAVE, NULL);
 }
 
 /* out = copy of x: gin = gout */
@@ -366,7 +333,7 @@ farol_tensor *farol_to_dtype(farol_tensor *t, farol_dtype dt) {
     // a gradient flows only between floating dtypes
     if (!farol_is_floating(t->dtype) || !farol_is_floating(dt))
         return out;
-    return record_copy(FAROL_OP_TO_DTYPE, out, 1, &t, NULL);
+    return farol_record(FAROL_OP_TO_DTYPE, out, 1, &t, FAROL_NO_SAVE, NULL);
 }
 
 /* out = x.to(dt): gin = gout converted back to x's dtype */

@@ -315,13 +315,10 @@ farol_tensor *farol_matmul(farol_tensor *a, farol_tensor *b) {
                  mat_of(bc, false, nb, bshape), c, out->storage->nbytes, 0);
 
     farol_tensor *ins[2] = {a, b};
-    if (farol_needs_record(2, ins)) {
-        /* the operands as used: a copy made here is what backward reads */
-        farol_node *nd = farol_record(FAROL_OP_MATMUL, out, 2, ins);
-        if (!nd || farol_save(nd, ac) < 0 || farol_save(nd, bc) < 0) goto fail;
-        nd->ip[0] = nb;
-        memcpy(&nd->ip[1], bshape, nb * sizeof *bshape);
-    }
+    /* the operands as used: a copy made here is what backward reads */
+    farol_op_params prm = {.matmul.nb = nb};
+    memcpy(prm.matmul.batch, bshape, nb * sizeof *bshape);
+    if (!(out = farol_record(FAROL_OP_MATMUL, out, 2, ins, FAROL_SAVE(ac, bc), &prm))) goto fail;
     farol_release(ac);
     farol_release(bc);
     return out;
@@ -337,9 +334,9 @@ fail:
 int farol_matmul_backward(farol_node *nd, farol_tensor *gout, farol_tensor **gin) {
     farol_tensor *a = farol_saved(nd, 0), *b = farol_saved(nd, 1);
     if (!a || !b) return -1;
-    int nb = (int)nd->ip[0];
+    int nb = nd->p.matmul.nb;
     int64_t bshape[FAROL_MAX_DIMS];
-    memcpy(bshape, &nd->ip[1], nb * sizeof *bshape);
+    memcpy(bshape, nd->p.matmul.batch, nb * sizeof *bshape);
     int64_t M = a->ndim == 1 ? 1 : a->shape[a->ndim - 2], K = a->shape[a->ndim - 1];
     int64_t N = b->ndim == 1 ? 1 : b->shape[b->ndim - 1];
     farol_tensor *g = farol_cast_raw(gout, a->dtype);
@@ -442,10 +439,7 @@ farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     batched_gemm(x->dtype, 0, NULL, xm, wm, c, out->storage->nbytes, b ? 1 : 0);
 
     farol_tensor *ins[3] = {x, w, b};
-    if (farol_needs_record(3, ins)) {
-        farol_node *nd = farol_record(FAROL_OP_LINEAR, out, 3, ins);
-        if (!nd || farol_save(nd, xc) < 0 || farol_save(nd, wc) < 0) goto fail;
-    }
+    if (!(out = farol_record(FAROL_OP_LINEAR, out, 3, ins, FAROL_SAVE(xc, wc), NULL))) goto fail;
     farol_release(xc);
     farol_release(wc);
     farol_release(bc);

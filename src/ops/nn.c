@@ -62,14 +62,8 @@ farol_tensor *farol_embedding(farol_tensor *idx, farol_tensor *w) {
     const char *src = farol_data(wc);
     for (int64_t i = 0; i < m; i++) memcpy(o + i * row, src + ix[i] * row, row);
 
-    if (farol_needs_record(1, &w)) {
-        /* the only input is w; idx is saved to route the gradient */
-        farol_node *n = farol_record(FAROL_OP_EMBEDDING, out, 1, &w);
-        if (!n || farol_save(n, ic) < 0) {
-            farol_release(out);
-            out = NULL;
-        }
-    }
+    /* the only input is w; idx is saved to route the gradient */
+    out = farol_record(FAROL_OP_EMBEDDING, out, 1, &w, FAROL_SAVE(ic), NULL);
 done:
     farol_release(ic);
     farol_release(wc);
@@ -157,10 +151,7 @@ farol_tensor *farol_dropout(farol_tensor *x, double p, bool training) {
         for (int64_t i = 0; i < M; i++) mk[i] = farol_rand_uniform() < keep ? scale : 0.0;
     }
     mul_mask(out, xc, mask);
-    if (farol_needs_record(1, &x)) {
-        farol_node *n = farol_record(FAROL_OP_DROPOUT, out, 1, &x);
-        if (!n || farol_save(n, mask) < 0) goto fail;
-    }
+    if (!(out = farol_record(FAROL_OP_DROPOUT, out, 1, &x, FAROL_SAVE(mask), NULL))) goto fail;
     farol_release(xc);
     farol_release(mask);
     return out;
@@ -262,14 +253,8 @@ farol_tensor *farol_cross_entropy(farol_tensor *logits, farol_tensor *labels) {
                        : ce_forward_double(farol_data(lse), farol_data(xc), lab, N, C);
     /* an empty batch gives NaN, as in PyTorch */
     if (!(out = farol_scalar(total / (double)N, logits->dtype))) goto done;
-    if (farol_needs_record(1, &logits)) {
-        farol_node *n = farol_record(FAROL_OP_CROSS_ENTROPY, out, 1, &logits);
-        /* saved: 0 logits, 1 labels, 2 the rows' logsumexp (float64) */
-        if (!n || farol_save(n, xc) < 0 || farol_save(n, lc) < 0 || farol_save(n, lse) < 0) {
-            farol_release(out);
-            out = NULL;
-        }
-    }
+    /* saved: 0 logits, 1 labels, 2 the rows' logsumexp (float64) */
+    out = farol_record(FAROL_OP_CROSS_ENTROPY, out, 1, &logits, FAROL_SAVE(xc, lc, lse), NULL);
 done:
     farol_release(lc);
     farol_release(xc);
@@ -344,13 +329,7 @@ farol_tensor *farol_mse_loss(farol_tensor *a, farol_tensor *b) {
     /* an empty input gives NaN, as in PyTorch */
     if (!(out = farol_scalar(total / (double)M, dt))) goto done;
     farol_tensor *in[2] = {a, b};
-    if (farol_needs_record(2, in)) {
-        farol_node *n = farol_record(FAROL_OP_MSE_LOSS, out, 2, in);
-        if (!n || farol_save(n, ac) < 0 || farol_save(n, bc) < 0) {
-            farol_release(out);
-            out = NULL;
-        }
-    }
+    out = farol_record(FAROL_OP_MSE_LOSS, out, 2, in, FAROL_SAVE(ac, bc), NULL);
 done:
     farol_release(ac);
     farol_release(bc);
@@ -456,15 +435,9 @@ farol_tensor *farol_pad(farol_tensor *x, int npads, const int64_t *pads, double 
     farol_tensor *out = farol_full(x->ndim, shape, value, x->dtype);
     if (!out) return NULL;
     copy_region(out, x, before, true);
-    if (farol_needs_record(1, &x)) {
-        farol_node *n = farol_record(FAROL_OP_PAD, out, 1, &x);
-        if (!n) {
-            farol_release(out);
-            return NULL;
-        }
-        for (int d = 0; d < x->ndim; d++) n->ip[d] = before[d];
-    }
-    return out;
+    farol_op_params prm = {0};
+    memcpy(prm.pad.before, before, x->ndim * sizeof *before);
+    return farol_record(FAROL_OP_PAD, out, 1, &x, FAROL_NO_SAVE, &prm);
 }
 
 int farol_pad_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
@@ -473,7 +446,7 @@ int farol_pad_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     /* the gradient of the padding is dropped: slice the interior back out */
     farol_tensor *gx = farol_empty(e->ndim, e->shape, gout->dtype);
     if (!gx) return -1;
-    copy_region(gout, gx, n->ip, false);
+    copy_region(gout, gx, n->p.pad.before, false);
     if (gx->dtype != e->dtype) {
         farol_tensor *c = farol_cast_raw(gx, e->dtype);
         farol_release(gx);

@@ -174,19 +174,9 @@ farol_tensor *farol_batch_norm(farol_tensor *x, farol_tensor *mean, farol_tensor
 
     farol_tensor *in[3];
     int iw, ib, k = gather_inputs(x, w, b, in, &iw, &ib);
-    if (farol_needs_record(k, in)) {
-        farol_node *n = farol_record(FAROL_OP_BATCH_NORM, out, k, in);
-        /* saved: 0 x (compute dtype), 1 mean, 2 var, 3 w (or an empty slot) */
-        if (!n || farol_save(n, xc) < 0 || farol_save(n, mean) < 0 || farol_save(n, var) < 0 ||
-            farol_save(n, w) < 0) {
-            farol_release(out);
-            out = NULL;
-            goto done;
-        }
-        n->ip[0] = iw;
-        n->ip[1] = ib;
-        n->fp[0] = eps;
-    }
+    /* saved: 0 x (compute dtype), 1 mean, 2 var, 3 w (or an empty slot) */
+    out = farol_record(FAROL_OP_BATCH_NORM, out, k, in, FAROL_SAVE(xc, mean, var, w),
+                       &(farol_op_params){.norm = {.iw = iw, .ib = ib, .eps = eps}});
 done:
     farol_free(buf);
     farol_free(tp);
@@ -204,7 +194,7 @@ static farol_tensor *channel_grad(const double *v, int64_t C, const farol_edge *
 }
 
 int farol_batch_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    int iw = (int)n->ip[0], ib = (int)n->ip[1];
+    int iw = n->p.norm.iw, ib = n->p.norm.ib;
     bool need_x = n->inputs[0].need, need_w = iw >= 0 && n->inputs[iw].need,
          need_b = ib >= 0 && n->inputs[ib].need;
     farol_tensor *x = farol_saved(n, 0), *mean = farol_saved(n, 1), *var = farol_saved(n, 2);
@@ -222,7 +212,7 @@ int farol_batch_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     }
     double *mu = buf, *invstd = buf + C, *scale = buf + 2 * C, *dw = buf + 3 * C,
            *db = buf + 4 * C;
-    bn_channel_params(C, mean, var, w, NULL, n->fp[0], mu, invstd, scale, NULL);
+    bn_channel_params(C, mean, var, w, NULL, n->p.norm.eps, mu, invstd, scale, NULL);
     if (need_x && !(dx = farol_empty(x->ndim, x->shape, x->dtype))) goto done;
     if (x->dtype == FAROL_F32)
         bn_backward_float(dx ? farol_data(dx) : NULL, need_w ? dw : NULL, need_b ? db : NULL,
@@ -398,17 +388,9 @@ farol_tensor *farol_layer_norm(farol_tensor *x, int nshape, const int64_t *shape
 
     farol_tensor *in[3];
     int iw, ib, k = gather_inputs(x, w, b, in, &iw, &ib);
-    if (farol_needs_record(k, in)) {
-        farol_node *n = farol_record(FAROL_OP_LAYER_NORM, out, k, in);
-        /* saved: 0 x, 1 w (or an empty slot), 2 mean, 3 rstd; all in compute dtype */
-        if (!n || farol_save(n, xc) < 0 || farol_save(n, wc) < 0 || farol_save(n, mean) < 0 ||
-            farol_save(n, rstd) < 0)
-            goto fail;
-        n->ip[0] = iw;
-        n->ip[1] = ib;
-        n->ip[2] = R;
-        n->ip[3] = D;
-    }
+    /* saved: 0 x, 1 w (or an empty slot), 2 mean, 3 rstd; all in compute dtype */
+    out = farol_record(FAROL_OP_LAYER_NORM, out, k, in, FAROL_SAVE(xc, wc, mean, rstd),
+                       &(farol_op_params){.norm = {.iw = iw, .ib = ib, .rows = R, .cols = D}});
     goto done;
 fail:
     farol_release(out);
@@ -423,8 +405,8 @@ done:
 }
 
 int farol_layer_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    int iw = (int)n->ip[0], ib = (int)n->ip[1];
-    int64_t R = n->ip[2], D = n->ip[3];
+    int iw = n->p.norm.iw, ib = n->p.norm.ib;
+    int64_t R = n->p.norm.rows, D = n->p.norm.cols;
     bool need_x = n->inputs[0].need, need_w = iw >= 0 && n->inputs[iw].need,
          need_b = ib >= 0 && n->inputs[ib].need;
     farol_tensor *x = farol_saved(n, 0), *w = iw >= 0 ? farol_saved(n, 1) : NULL;

@@ -12,11 +12,9 @@
 #include <tgmath.h>
 
 static const char *const unary_names[FAROL_UNARY_COUNT] = {
-    [FAROL_ABS] = "abs",         [FAROL_EXP] = "exp",         [FAROL_LOG] = "log",
-    [FAROL_SQRT] = "sqrt",       [FAROL_RSQRT] = "rsqrt",     [FAROL_SIN] = "sin",
-    [FAROL_COS] = "cos",         [FAROL_TANH] = "tanh",       [FAROL_SIGMOID] = "sigmoid",
-    [FAROL_RELU] = "relu",       [FAROL_GELU] = "gelu",       [FAROL_SILU] = "silu",
-    [FAROL_SOFTPLUS] = "softplus", [FAROL_SIGN] = "sign",
+#define X_NAME(ID, name) [FAROL_##ID] = #name,
+    FAROL_UNARY_LIST(X_NAME)
+#undef X_NAME
 };
 
 /* backward is cheaper from the output for these; sign saves nothing */
@@ -220,16 +218,9 @@ farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op)
         unary_fwd_f32(op, farol_data(out), farol_data(xc), n);
     else
         unary_fwd_f64(op, farol_data(out), farol_data(xc), n);
-    if (farol_needs_record(1, &x)) {
-        farol_node *node = farol_record(FAROL_OP_UNARY, out, 1, &x);
-        farol_tensor *keep = op == FAROL_SIGN ? NULL : saves_output[op] ? out : xc;
-        if (!node || farol_save(node, keep) < 0) {
-            farol_release(xc);
-            farol_release(out);
-            return NULL;
-        }
-        node->ip[0] = op;
-    }
+    farol_tensor *keep = op == FAROL_SIGN ? NULL : saves_output[op] ? out : xc;
+    out = farol_record(FAROL_OP_UNARY, out, 1, &x, FAROL_SAVE(keep),
+                       &(farol_op_params){.pw = {.kind = op}});
     farol_release(xc);
     return out;
 }
@@ -248,7 +239,7 @@ int farol_unary_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
 {
     if (!n->inputs[0].need)
         return 0;
-    int op = (int)n->ip[0];
+    int op = n->p.pw.kind;
     const farol_edge *e = &n->inputs[0];
     if (op == FAROL_SIGN) {
         gin[0] = farol_zeros(e->ndim, e->shape, e->dtype);
@@ -280,17 +271,8 @@ static farol_tensor *param_forward(const char *fn, farol_op op, int kind, farol_
         param_fwd_f32(kind, prm, farol_data(out), farol_data(xc), n);
     else
         param_fwd_f64(kind, prm, farol_data(out), farol_data(xc), n);
-    if (farol_needs_record(1, &x)) {
-        farol_node *node = farol_record(op, out, 1, &x);
-        if (!node || farol_save(node, xc) < 0) {
-            farol_release(xc);
-            farol_release(out);
-            return NULL;
-        }
-        node->ip[0] = kind;
-        node->fp[0] = p0;
-        node->fp[1] = p1;
-    }
+    out = farol_record(op, out, 1, &x, FAROL_SAVE(xc),
+                       &(farol_op_params){.pw = {.kind = kind, .a = p0, .b = p1}});
     farol_release(xc);
     return out;
 }
@@ -299,11 +281,11 @@ static void param_bwd_run(void *ctx, farol_dtype dt, void *gi, const void *g, co
                           int64_t n)
 {
     const farol_node *node = ctx;
-    int kind = (int)node->ip[0];
+    const double prm[2] = {node->p.pw.a, node->p.pw.b};
     if (dt == FAROL_F32)
-        param_bwd_f32(kind, node->fp, gi, g, s, n);
+        param_bwd_f32(node->p.pw.kind, prm, gi, g, s, n);
     else
-        param_bwd_f64(kind, node->fp, gi, g, s, n);
+        param_bwd_f64(node->p.pw.kind, prm, gi, g, s, n);
 }
 
 static int param_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)

@@ -308,13 +308,7 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
         farol_release(out);
         out = NULL;
     }
-    if (out && rec) {
-        farol_node *n = farol_record(FAROL_OP_MAX_POOL2D, out, 1, &x);
-        if (!n || farol_save(n, idx) < 0) {
-            farol_release(out);
-            out = NULL;
-        }
-    }
+    out = farol_record(FAROL_OP_MAX_POOL2D, out, 1, &x, FAROL_SAVE(idx), NULL);
     farol_release(idx);
     farol_release(xc);
     plan_free(&p);
@@ -352,16 +346,9 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
     if (out) avg_forward(&p, out, xc);
-    if (out && farol_needs_record(1, &x)) {
-        farol_node *n = farol_record(FAROL_OP_AVG_POOL2D, out, 1, &x);
-        if (!n) {
-            farol_release(out);
-            out = NULL;
-        } else {
-            for (int i = 0; i < 2; i++) n->ip[i] = k[i], n->ip[2 + i] = s[i], n->ip[4 + i] = pad[i];
-            n->ip[6] = p.OH, n->ip[7] = p.OW, n->ip[8] = o->exclude_pad;
-        }
-    }
+    out = farol_record(FAROL_OP_AVG_POOL2D, out, 1, &x, FAROL_NO_SAVE,
+                       &(farol_op_params){.pool = {{k[0], k[1]}, {s[0], s[1]}, {pad[0], pad[1]},
+                                                   {p.OH, p.OW}, o->exclude_pad}});
     farol_release(xc);
     plan_free(&p);
     return out;
@@ -370,9 +357,12 @@ farol_tensor *farol_avg_pool2d(farol_tensor *x, const farol_pool_opts *o) {
 int farol_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     const farol_edge *e = &n->inputs[0];
     pool_plan p;
-    if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->ip[6], n->ip[7]) < 0) return -1;
-    fixed_axis(p.H, p.OH, n->ip[0], n->ip[2], n->ip[4], n->ip[8], p.h0, p.h1, p.hn);
-    fixed_axis(p.W, p.OW, n->ip[1], n->ip[3], n->ip[5], n->ip[8], p.w0, p.w1, p.wn);
+    const int64_t *k = n->p.pool.kernel, *s = n->p.pool.stride, *pad = n->p.pool.padding;
+    bool excl = n->p.pool.exclude_pad;
+    if (plan_alloc(&p, "avg_pool2d", e->ndim, e->shape, n->p.pool.out[0], n->p.pool.out[1]) < 0)
+        return -1;
+    fixed_axis(p.H, p.OH, k[0], s[0], pad[0], excl, p.h0, p.h1, p.hn);
+    fixed_axis(p.W, p.OW, k[1], s[1], pad[1], excl, p.w0, p.w1, p.wn);
     gin[0] = avg_backward(&p, e, gout);
     plan_free(&p);
     return gin[0] ? 0 : -1;
@@ -406,15 +396,8 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, oh, ow) : NULL;
     if (out) avg_forward(&p, out, xc);
-    if (out && farol_needs_record(1, &x)) {
-        farol_node *n = farol_record(FAROL_OP_ADAPTIVE_AVG_POOL2D, out, 1, &x);
-        if (!n) {
-            farol_release(out);
-            out = NULL;
-        } else {
-            n->ip[0] = oh, n->ip[1] = ow;
-        }
-    }
+    out = farol_record(FAROL_OP_ADAPTIVE_AVG_POOL2D, out, 1, &x, FAROL_NO_SAVE,
+                       &(farol_op_params){.pool.out = {oh, ow}});
     farol_release(xc);
     plan_free(&p);
     return out;
@@ -423,7 +406,8 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
 int farol_adaptive_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     const farol_edge *e = &n->inputs[0];
     pool_plan p;
-    if (plan_alloc(&p, "adaptive_avg_pool2d", e->ndim, e->shape, n->ip[0], n->ip[1]) < 0) return -1;
+    if (plan_alloc(&p, "adaptive_avg_pool2d", e->ndim, e->shape, n->p.pool.out[0], n->p.pool.out[1]) < 0)
+        return -1;
     adaptive_axis(p.H, p.OH, p.h0, p.h1, p.hn);
     adaptive_axis(p.W, p.OW, p.w0, p.w1, p.wn);
     gin[0] = avg_backward(&p, e, gout);

@@ -304,17 +304,14 @@ static farol_tensor *reduce_op(kind k, farol_tensor *x, int dim, bool keepdim,
     run_reduce(k, out, idx ? farol_data(idx) : NULL, xc, &p);
 
     farol_tensor *ins[1] = {x};
-    if (out && farol_is_floating(x->dtype) && farol_needs_record(1, ins)) {
-        farol_node *nd = farol_record(op_of[k], out, 1, ins);
-        if (!nd) goto fail;
-        int rc = 0;
-        if (k == K_MAX_DIM || k == K_MIN_DIM) rc = farol_save(nd, idx);
-        else if (k != K_SUM && k != K_MEAN) rc = farol_save(nd, xc);
-        if (rc == 0 && k != K_SUM && k != K_MEAN && k != K_VAR) rc = farol_save(nd, out);
-        if (rc < 0) goto fail;
-        nd->ip[0] = p.dim;
-        nd->ip[1] = keepdim;
-        nd->ip[2] = k; /* max or min along a dim share FAROL_OP_MAX_DIM */
+    if (out && farol_is_floating(x->dtype)) {
+        /* saved: 0 x (the indices for max and min along a dim), 1 the result */
+        farol_tensor *s0 = k == K_MAX_DIM || k == K_MIN_DIM ? idx : xc;
+        int n_save = k == K_SUM || k == K_MEAN ? 0 : k == K_VAR ? 1 : 2;
+        farol_tensor *save[2] = {s0, out};
+        /* max or min along a dim share FAROL_OP_MAX_DIM: kind tells them apart */
+        farol_op_params prm = {.reduce = {.dim = p.dim, .kind = k, .keepdim = keepdim}};
+        if (!(out = farol_record(op_of[k], out, 1, ins, n_save, save, &prm))) goto fail;
     }
     farol_release(xc);
     if (indices) *indices = idx;
@@ -388,7 +385,7 @@ static int reduce_backward(kind k, farol_node *nd, farol_tensor *gout, farol_ten
     if (!nd->inputs[0].need) return 0;
     const farol_edge *e = &nd->inputs[0];
     rplan p;
-    plan_split(e->ndim, e->shape, (int)nd->ip[0], &p);
+    plan_split(e->ndim, e->shape, nd->p.reduce.dim, &p);
     if (farol_numel(gout) != p.outer * p.inner) {
         farol_set_error("farol: %s backward: gradient has %lld elements, expected %lld",
                         kind_name[k], (long long)farol_numel(gout),
@@ -448,7 +445,7 @@ int farol_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     return reduce_backward(K_NORM, n, gout, gin);
 }
 int farol_max_dim_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
-    return reduce_backward((kind)n->ip[2], n, gout, gin);
+    return reduce_backward((kind)n->p.reduce.kind, n, gout, gin);
 }
 
 /* ---- farol_sum_to ---- */

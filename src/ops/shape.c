@@ -11,26 +11,6 @@
  * negatives unchanged (farol_norm_dim's convention). */
 static long long ub(int64_t i) { return (long long)(i >= 0 ? i + 1 : i); }
 
-/* ---- recording ---- */
-
-/* Records out = op(x) when x needs it; on failure releases out and returns
- * NULL.  The caller fills n->ip through *node (may be NULL). */
-static farol_tensor *record_view(farol_op op, farol_tensor *out, farol_tensor *x,
-                                 farol_node **node) {
-    if (node)
-        *node = NULL;
-    if (!farol_needs_record(1, &x))
-        return out;
-    farol_node *n = farol_record(op, out, 1, &x);
-    if (!n) {
-        farol_release(out);
-        return NULL;
-    }
-    if (node)
-        *node = n;
-    return out;
-}
-
 /* ---- view and reshape ---- */
 
 /* Resolves a requested shape for a tensor of numel elements: checks the
@@ -142,7 +122,7 @@ farol_tensor *farol_view(farol_tensor *x, int ndim, const int64_t *shape) {
     farol_tensor *out = farol_make_view(x, ndim, ns, st, x->offset);
     if (!out)
         return NULL;
-    return record_view(FAROL_OP_VIEW, out, x, NULL);
+    return farol_record(FAROL_OP_VIEW, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 farol_tensor *farol_reshape(farol_tensor *x, int ndim, const int64_t *shape) {
@@ -163,7 +143,7 @@ farol_tensor *farol_reshape(farol_tensor *x, int ndim, const int64_t *shape) {
     }
     if (!out)
         return NULL;
-    return record_view(FAROL_OP_VIEW, out, x, NULL);
+    return farol_record(FAROL_OP_VIEW, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 farol_tensor *farol_flatten(farol_tensor *x, int start, int end) {
@@ -226,7 +206,7 @@ farol_tensor *farol_squeeze(farol_tensor *x, int dim) {
     farol_tensor *out = farol_make_view(x, nd, ns, st, x->offset);
     if (!out)
         return NULL;
-    return record_view(FAROL_OP_VIEW, out, x, NULL);
+    return farol_record(FAROL_OP_VIEW, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 farol_tensor *farol_unsqueeze(farol_tensor *x, int dim) {
@@ -253,7 +233,7 @@ farol_tensor *farol_unsqueeze(farol_tensor *x, int dim) {
     farol_tensor *out = farol_make_view(x, nd, ns, st, x->offset);
     if (!out)
         return NULL;
-    return record_view(FAROL_OP_VIEW, out, x, NULL);
+    return farol_record(FAROL_OP_VIEW, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 /* out = x reshaped back to input 0's shape */
@@ -299,12 +279,9 @@ farol_tensor *farol_permute(farol_tensor *x, int ndim, const int *dims) {
     farol_tensor *out = farol_make_view(x, ndim, ns, st, x->offset);
     if (!out)
         return NULL;
-    farol_node *n;
-    out = record_view(FAROL_OP_PERMUTE, out, x, &n);
-    if (n)
-        for (int i = 0; i < ndim; i++)
-            n->ip[i] = perm[i];
-    return out;
+    farol_op_params prm = {0};
+    memcpy(prm.permute.perm, perm, ndim * sizeof *perm);
+    return farol_record(FAROL_OP_PERMUTE, out, 1, &x, FAROL_NO_SAVE, &prm);
 }
 
 farol_tensor *farol_transpose(farol_tensor *x, int d1, int d2) {
@@ -337,7 +314,7 @@ int farol_permute_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin
         return 0;
     int nd = n->inputs[0].ndim, inv[FAROL_MAX_DIMS];
     for (int i = 0; i < nd; i++)
-        inv[n->ip[i]] = i;
+        inv[n->p.permute.perm[i]] = i;
     gin[0] = farol_permute(gout, nd, inv);
     return gin[0] ? 0 : -1;
 }
@@ -394,7 +371,7 @@ farol_tensor *farol_expand(farol_tensor *x, int ndim, const int64_t *shape) {
     farol_tensor *out = farol_make_view(x, ndim, ns, st, x->offset);
     if (!out)
         return NULL;
-    return record_view(FAROL_OP_EXPAND, out, x, NULL);
+    return farol_record(FAROL_OP_EXPAND, out, 1, &x, FAROL_NO_SAVE, NULL);
 }
 
 /* out = x.expand(s): gin = gout summed over the broadcast dims */
@@ -432,13 +409,8 @@ farol_tensor *farol_select(farol_tensor *x, int dim, int64_t index) {
     farol_tensor *out = farol_make_view(x, nd, ns, st, x->offset + i * x->strides[d]);
     if (!out)
         return NULL;
-    farol_node *n;
-    out = record_view(FAROL_OP_SELECT, out, x, &n);
-    if (n) {
-        n->ip[0] = d;
-        n->ip[1] = i;
-    }
-    return out;
+    return farol_record(FAROL_OP_SELECT, out, 1, &x, FAROL_NO_SAVE,
+                        &(farol_op_params){.slice = {.dim = d, .start = i}});
 }
 
 farol_tensor *farol_narrow(farol_tensor *x, int dim, int64_t start, int64_t length) {
@@ -467,14 +439,8 @@ farol_tensor *farol_narrow(farol_tensor *x, int dim, int64_t start, int64_t leng
     farol_tensor *out = farol_make_view(x, x->ndim, ns, x->strides, x->offset + s * x->strides[d]);
     if (!out)
         return NULL;
-    farol_node *n;
-    out = record_view(FAROL_OP_NARROW, out, x, &n);
-    if (n) {
-        n->ip[0] = d;
-        n->ip[1] = s;
-        n->ip[2] = length;
-    }
-    return out;
+    return farol_record(FAROL_OP_NARROW, out, 1, &x, FAROL_NO_SAVE,
+                        &(farol_op_params){.slice = {d, s, length}});
 }
 
 /* Zeros shaped like input 0 with gout written into the slice that slice()
@@ -497,11 +463,11 @@ static farol_tensor *scatter_slice(farol_node *n, farol_tensor *gout, slice_fn s
 }
 
 static farol_tensor *select_slice(farol_node *n, farol_tensor *g) {
-    return farol_select(g, (int)n->ip[0], n->ip[1]);
+    return farol_select(g, n->p.slice.dim, n->p.slice.start);
 }
 
 static farol_tensor *narrow_slice(farol_node *n, farol_tensor *g) {
-    return farol_narrow(g, (int)n->ip[0], n->ip[1], n->ip[2]);
+    return farol_narrow(g, n->p.slice.dim, n->p.slice.start, n->p.slice.length);
 }
 
 /* out = x.select(d, i): gin = zeros with gin.select(d, i) = gout */

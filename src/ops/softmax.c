@@ -145,15 +145,8 @@ static farol_tensor *softmax_op(bool logsm, farol_tensor *x, int dim) {
     farol_release(xc);
 
     farol_tensor *ins[1] = {x};
-    if (farol_needs_record(1, ins)) {
-        farol_node *nd = farol_record(logsm ? FAROL_OP_LOG_SOFTMAX : FAROL_OP_SOFTMAX, out, 1, ins);
-        if (!nd || farol_save(nd, out) < 0) {
-            farol_release(out);
-            return NULL;
-        }
-        nd->ip[0] = d;
-    }
-    return out;
+    return farol_record(logsm ? FAROL_OP_LOG_SOFTMAX : FAROL_OP_SOFTMAX, out, 1, ins,
+                        FAROL_SAVE(out), &(farol_op_params){.dim = {d}});
 }
 
 farol_tensor *farol_softmax(farol_tensor *x, int dim) { return softmax_op(false, x, dim); }
@@ -165,7 +158,7 @@ static int softmax_backward(bool logsm, farol_node *nd, farol_tensor *gout, faro
     farol_tensor *ys = farol_saved(nd, 0);
     if (!ys) return -1;
     int64_t outer, n, inner;
-    split_at(e->ndim, e->shape, (int)nd->ip[0], &outer, &n, &inner);
+    split_at(e->ndim, e->shape, nd->p.dim.dim, &outer, &n, &inner);
     farol_tensor *y = farol_contig_raw(ys);
     farol_tensor *g = farol_cast_raw(gout, e->dtype);
     farol_tensor *gx = farol_empty(e->ndim, e->shape, e->dtype);
