@@ -10,7 +10,7 @@
 #include <lualib.h>
 #include <stdio.h>
 
-int luaopen_farol(lua_State *L);  /* from farol.so, or linked in as here */
+#include <farol/lua.h>  /* luaopen_farol, from libfarol */
 
 static const char *script =
     "local farol = require('farol')\n"

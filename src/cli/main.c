@@ -162,6 +162,15 @@ static void repl(lua_State *L) {
     if (tty) printf("\n");
 }
 
+/* the globals of `farol -e` and the REPL: farol */
+static int open_globals(lua_State *L) {
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "farol");
+    int status = docall(L, 1, 1);
+    if (status == LUA_OK) lua_setglobal(L, "farol");
+    return status;
+}
+
 static void usage(const char *prog) {
     fprintf(stderr,
             "usage: %s [script.lua [args...]]\n"
@@ -191,19 +200,17 @@ int main(int argc, char **argv) {
             status = LUA_ERRRUN;
         } else {
             create_arg_table(L, argv, argc, 0);
-            status = luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)");
+            status = report(L, open_globals(L));
+            if (status == LUA_OK) status = luaL_loadbuffer(L, argv[2], strlen(argv[2]), "=(command line)");
             if (status == LUA_OK) status = docall(L, 0, 0);
             report(L, status);
         }
     } else if (argc > 1) {
         status = run_script(L, argv, argc, 1);
     } else {
-        lua_getglobal(L, "require");
-        lua_pushliteral(L, "farol");
-        status = report(L, docall(L, 1, 1));
+        status = report(L, open_globals(L));
         if (status == LUA_OK) {
-            lua_pushvalue(L, -1);
-            lua_setglobal(L, "farol");
+            lua_getglobal(L, "farol");
             repl(L);
         }
     }

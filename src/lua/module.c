@@ -1,6 +1,7 @@
 /* luaopen: builds the farol table from the C parts, then loads the pure-Lua
- * parts (the files in lua/farol/), which add nn, Saliency and friends to it. */
+ * parts (the files in lua/farol/, compiled in: see embedded.h), which add nn, Saliency and friends to it. */
 #include "binding.h"
+#include "lua/embedded.h"
 
 #include <pthread.h>
 #include <time.h>
@@ -57,13 +58,26 @@ static const luaL_Reg funcs[] = {
     {"clock", l_clock}, {"config", l_config}, {NULL, NULL},
 };
 
-/* package.path gains the source tree's lua/ dir (after the user's entries) */
-static void add_lua_path(lua_State *L) {
-    lua_getglobal(L, "package");
-    lua_getfield(L, -1, "path");
-    lua_pushfstring(L, "%s;%s/?.lua;%s/?/init.lua", lua_tostring(L, -1), FAROL_LUA_DIR, FAROL_LUA_DIR);
-    lua_setfield(L, -3, "path");
-    lua_pop(L, 2);
+/* package.preload[name] for a source compiled in: runs it as require
+ * would run the file, with the module name as its argument */
+static int load_embedded(lua_State *L) {
+    const farol_lua_source *m = &farol_lua_sources[lua_tointeger(L, lua_upvalueindex(1))];
+    if (luaL_loadbuffer(L, m->src, m->len, m->chunk) != LUA_OK) return lua_error(L);
+    lua_pushstring(L, m->name);
+    lua_call(L, 1, 1);
+    return 1;
+}
+
+/* every lua/farol file becomes a preload entry: found wherever farol.so is,
+ * without touching the host's package.path */
+static void preload_lua(lua_State *L) {
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_PRELOAD_TABLE);
+    for (int i = 0; farol_lua_sources[i].name; i++) {
+        lua_pushinteger(L, i);
+        lua_pushcclosure(L, load_embedded, 1);
+        lua_setfield(L, -2, farol_lua_sources[i].name);
+    }
+    lua_pop(L, 1);
 }
 
 /* one pool size for OpenBLAS and OpenMP from the start, set once even when
@@ -91,7 +105,7 @@ int farol_lua_open(lua_State *L) {
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "farol");
     lua_pop(L, 1);
-    add_lua_path(L);
+    preload_lua(L);
     lua_getglobal(L, "require");
     lua_pushliteral(L, "farol.prelude");
     lua_call(L, 1, 0);

@@ -27,7 +27,10 @@ if [ "$target" = lua_table ]; then
     for f in "$root"/src/lua/*.c; do
         [ "$(basename "$f")" = module_entry.c ] || srcs="$srcs $f"
     done
-    extra_cflags="$(pkg-config --cflags lua5.4) -DFAROL_LUA_DIR=\"$root/lua\""
+    # and its Lua half, compiled in as the build does
+    cmake -DROOT="$root" -DOUT="$out/farol_lua_sources.c" -P "$root/cmake/embed_lua.cmake"
+    srcs="$srcs $out/farol_lua_sources.c"
+    extra_cflags="$(pkg-config --cflags lua5.4)"
     extra_libs="$(pkg-config --libs lua5.4)"
     # a refused huge allocation is an error path here, not a crash (see
     # __asan_default_options in the harness): only ASan's 1 TB limit applies
