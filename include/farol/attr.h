@@ -4,6 +4,8 @@
 #ifndef FAROL_ATTR_H
 #define FAROL_ATTR_H
 
+#include "farol/export.h"
+
 #include "farol/tensor.h"
 
 /* The model: given n_in inputs (dim 0 is the batch), set *output to a new
@@ -29,7 +31,7 @@ typedef struct {
 /* attrs[k] gets a new tensor shaped and typed like inputs[k].  The inputs are
  * not modified (the forward sees views of them that require a gradient).
  * Grad mode is restored on every path. */
-int farol_saliency(farol_forward_fn forward, void *ctx, int n_in, farol_tensor *const *inputs,
+FAROL_API int farol_saliency(farol_forward_fn forward, void *ctx, int n_in, farol_tensor *const *inputs,
                    const farol_target *target, bool abs, farol_tensor **attrs);
 
 #endif

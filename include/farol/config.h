@@ -3,6 +3,8 @@
 #ifndef FAROL_CONFIG_H
 #define FAROL_CONFIG_H
 
+#include "farol/export.h"
+
 typedef struct {
     const char *blas;                /* the BLAS's own description */
     const char *blas_version;        /* e.g. "0.3.21" */
@@ -16,6 +18,6 @@ typedef struct {
 } farol_config_info;
 
 /* fills *out; the strings are static (valid for the process) */
-void farol_get_config(farol_config_info *out);
+FAROL_API void farol_get_config(farol_config_info *out);
 
 #endif

@@ -2,6 +2,8 @@
 #ifndef FAROL_IO_H
 #define FAROL_IO_H
 
+#include "farol/export.h"
+
 #include "farol/tensor.h"
 
 typedef struct {
@@ -14,16 +16,16 @@ typedef struct {
 } farol_tensor_dict;
 
 /* parse a safetensors image held in memory (len bytes) */
-int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_dict *out);
-int farol_load_safetensors(const char *path, farol_tensor_dict *out);
+FAROL_API int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_dict *out);
+FAROL_API int farol_load_safetensors(const char *path, farol_tensor_dict *out);
 /* tensors are written contiguous, names as given, metadata may be empty */
-int farol_save_safetensors(const char *path, const farol_tensor_dict *d);
+FAROL_API int farol_save_safetensors(const char *path, const farol_tensor_dict *d);
 /* one array from .npy (float32, float64, int64, little-endian, C or Fortran order) */
-farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len);
-farol_tensor *farol_load_npy(const char *path);
-void farol_dict_free(farol_tensor_dict *d);
+FAROL_API farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len);
+FAROL_API farol_tensor *farol_load_npy(const char *path);
+FAROL_API void farol_dict_free(farol_tensor_dict *d);
 /* the tensor called name, or NULL */
-farol_tensor *farol_dict_get(const farol_tensor_dict *d, const char *name);
-const char *farol_dict_meta(const farol_tensor_dict *d, const char *key);
+FAROL_API farol_tensor *farol_dict_get(const farol_tensor_dict *d, const char *name);
+FAROL_API const char *farol_dict_meta(const farol_tensor_dict *d, const char *key);
 
 #endif

@@ -10,6 +10,8 @@
 #ifndef FAROL_LUA_H
 #define FAROL_LUA_H
 
+#include "farol/export.h"
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -17,7 +19,7 @@ extern "C" {
 struct lua_State;
 
 /* pushes the farol table (also stored as package.loaded.farol) */
-__attribute__((visibility("default"))) int luaopen_farol(struct lua_State *L);
+FAROL_API int luaopen_farol(struct lua_State *L);
 
 #ifdef __cplusplus
 }
