@@ -33,7 +33,8 @@ FAROL_API farol_tensor *farol_masked_fill(farol_tensor *x, farol_tensor *mask, d
 #define FAROL_UNARY_LIST(X)                                                         \
     X(ABS, abs) X(EXP, exp) X(LOG, log) X(SQRT, sqrt) X(RSQRT, rsqrt) X(SIN, sin)   \
     X(COS, cos) X(TANH, tanh) X(SIGMOID, sigmoid) X(RELU, relu) X(GELU, gelu)       \
-    X(SILU, silu) X(SOFTPLUS, softplus) X(SIGN, sign)
+    X(SILU, silu) X(SOFTPLUS, softplus) X(SIGN, sign) X(RELU6, relu6)               \
+    X(HARDSWISH, hardswish) X(HARDSIGMOID, hardsigmoid)
 typedef enum {
 #define FAROL_X_UNARY_ENUM(ID, name) FAROL_##ID,
     FAROL_UNARY_LIST(FAROL_X_UNARY_ENUM)

@@ -1,5 +1,5 @@
 /* Pointwise functions: farol_unary (abs exp log sqrt rsqrt sin cos tanh
- * sigmoid relu gelu silu softplus sign), leaky_relu, elu, clamp, and their
+ * sigmoid relu gelu silu softplus sign relu6 hardswish hardsigmoid), leaky_relu, elu, clamp, and their
  * backwards, with PyTorch's values at the kinks (see tests/fixtures/CASES.md).
  *
  * Kernels run over contiguous memory (a strided input is copied first), one
@@ -88,6 +88,15 @@ enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
             COSTLY(o[i] = x[i] > 20 ? x[i] : log1p(exp(x[i])));                       \
             break;                                                                    \
         case FAROL_SIGN: CHEAP(o[i] = (T)((0 < x[i]) - (x[i] < 0))); break;           \
+        case FAROL_RELU6: /* hardtanh(x, 0, 6) */                                    \
+            CHEAP(T v = x[i] < 0 ? 0 : x[i]; o[i] = v > 6 ? 6 : v);                   \
+            break;                                                                    \
+        case FAROL_HARDSWISH:                                                         \
+            CHEAP(T v = x[i] + 3 < 0 ? 0 : x[i] + 3; o[i] = x[i] * (v > 6 ? 6 : v) / 6); \
+            break;                                                                    \
+        case FAROL_HARDSIGMOID:                                                       \
+            CHEAP(T v = x[i] + 3 < 0 ? 0 : x[i] + 3; o[i] = (v > 6 ? 6 : v) / 6);     \
+            break;                                                                    \
         }                                                                             \
     }                                                                                 \
                                                                                       \
@@ -123,6 +132,16 @@ enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
             COSTLY(T z = exp(s[i]); gi[i] = s[i] > 20 ? g[i] : g[i] * z / (z + 1));   \
             break;                                                                    \
         case FAROL_SIGN: CHEAP(gi[i] = 0); break;                                     \
+        /* PyTorch's corners (its vectorised CPU kernels): relu6 and         \
+         * hardsigmoid are flat at theirs (unlike clamp); hardswish has slope   \
+         * -0.5 at -3 and 1 at 3; hardsigmoid's 1/6 is a float constant */      \
+        case FAROL_RELU6: CHEAP(gi[i] = s[i] <= 0 || s[i] >= 6 ? 0 : g[i]); break;    \
+        case FAROL_HARDSWISH:                                                         \
+            CHEAP(gi[i] = s[i] < -3 ? 0 : s[i] < 3 ? g[i] * (s[i] / 3 + (T)0.5) : g[i]); \
+            break;                                                                    \
+        case FAROL_HARDSIGMOID:                                                       \
+            CHEAP(gi[i] = s[i] > -3 && s[i] < 3 ? g[i] * (T)(1.0f / 6.0f) : 0);       \
+            break;                                                                    \
         }                                                                             \
     }                                                                                 \
                                                                                       \

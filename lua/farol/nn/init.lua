@@ -369,36 +369,89 @@ simple("Flatten", function(self, x)
     self.start_dim, self.end_dim = start_dim or 2, end_dim or -1
   end)
 
--- children named "0", "1", ... as in PyTorch
+-- nn.Sequential(m1, m2, ...): children named "0", "1", ... as in PyTorch;
+-- nn.Sequential{{"conv", m1}, {"relu", m2}}: named children, PyTorch's
+-- OrderedDict form (state_dict keys conv.weight ...).  Calls run in order.
+local function add_child(self, fn, name, m, where)
+  if not is_module(m) then fail("%s: %s is a %s, expected a module", fn, where, type(m)) end
+  if type(name) ~= "string" or name == "" or name:find(".", 1, true) or name:sub(1, 1) == "_" then
+    fail("%s: %s: a child name must be a non-empty string without \".\" or a leading \"_\", got %s",
+         fn, where, type(name) == "string" and string.format("%q", name) or tostring(name))
+  end
+  if rawget(self, name) ~= nil or nn.Sequential[name] ~= nil then
+    fail("%s: %s: the name %q is already taken", fn, where, name)
+  end
+  self[name] = m
+  self._names[#self._names + 1] = name
+end
+
 simple("Sequential", function(self, x, ...)
-    local n = self._n
-    if n == 0 then return x end
-    local out = self["0"](x, ...)
-    for i = 1, n - 1 do out = self[tostring(i)](out) end
+    local names = self._names
+    if #names == 0 then return x end
+    local out = self[names[1]](x, ...)
+    for i = 2, #names do out = self[names[i]](out) end
     return out
   end,
   function(self, ...)
-    local n = select("#", ...)
-    for i = 1, n do
-      local m = select(i, ...)
-      if not is_module(m) then fail("nn.Sequential: argument %d is a %s, expected a module", i, type(m)) end
-      self[tostring(i - 1)] = m
+    local fn, n = "nn.Sequential", select("#", ...)
+    rawset(self, "_names", {})
+    local first = ...
+    if n == 1 and type(first) == "table" and not is_module(first) and getmetatable(first) == nil then
+      for k in pairs(first) do
+        if math.type(k) ~= "integer" or k < 1 or k > #first then
+          fail("%s: expects modules, or one array of {name, module} pairs; got a table with key %s",
+               fn, tostring(k))
+        end
+      end
+      for i, pair in ipairs(first) do
+        if type(pair) ~= "table" or is_module(pair) or #pair ~= 2 then
+          fail("%s: entry %d must be a {name, module} pair, got %s", fn, i, type(pair))
+        end
+        add_child(self, fn, pair[1], pair[2], "entry " .. i)
+      end
+      return
     end
-    rawset(self, "_n", n)
+    for i = 1, n do add_child(self, fn, tostring(i - 1), (select(i, ...)), "argument " .. i) end
   end)
 
-function nn.Sequential:__len() return self._n end
+function nn.Sequential:__len() return #self._names end
+
+-- the children's names in order
+function nn.Sequential:names() return table.move(self._names, 1, #self._names, 1, {}) end
+
+-- element-wise activations: PyTorch's values and gradients at the kinks
+-- (ReLU6 and Hardsigmoid have gradient 0 at their corners, unlike clamp)
+simple("ReLU6", function(_, x) return x:relu6() end)
+simple("Hardswish", function(_, x) return x:hardswish() end)
+simple("Hardsigmoid", function(_, x) return x:hardsigmoid() end)
+
+simple("LeakyReLU", function(self, x) return farol.leaky_relu(x, self.negative_slope) end,
+  function(self, negative_slope)
+    if negative_slope == nil then negative_slope = 0.01 end
+    if type(negative_slope) ~= "number" then
+      fail("nn.LeakyReLU: negative_slope must be a number, got %s", type(negative_slope))
+    end
+    self.negative_slope = negative_slope
+  end)
+
+simple("ELU", function(self, x) return farol.elu(x, self.alpha) end,
+  function(self, alpha)
+    if alpha == nil then alpha = 1.0 end
+    if type(alpha) ~= "number" then fail("nn.ELU: alpha must be a number, got %s", type(alpha)) end
+    self.alpha = alpha
+  end)
 
 -- the ops as nn.functional.*
 for _, name in ipairs({"linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
     "adaptive_avg_pool2d", "batch_norm", "layer_norm", "softmax", "log_softmax", "embedding",
     "dropout", "cross_entropy", "mse_loss", "pad", "relu", "gelu", "sigmoid", "tanh", "silu",
-    "softplus", "leaky_relu", "elu"}) do
+    "softplus", "leaky_relu", "elu", "relu6", "hardswish", "hardsigmoid"}) do
   nn.functional[name] = farol[name]
 end
 
 -- the larger layers live beside this file; each part adds its classes to nn
 require("farol.nn.layers")(nn)
 require("farol.nn.transformer")(nn)
+require("farol.nn.recurrent")(nn)
 
 return nn

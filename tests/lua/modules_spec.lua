@@ -1,0 +1,171 @@
+-- farol.nn modules against PyTorch (tests/fixtures/modules, made by
+-- tests/tools/make_module_fixtures.py): each variant builds the module,
+-- loads PyTorch's state_dict strictly (so the names match), checks the
+-- parameter order, runs the call in float64 and compares every output and
+-- the gradients of the inputs and parameters for given output gradients.
+local farol = require("farol")
+local H = require("helpers")
+local nn = farol.nn
+
+local function split(s)
+  local out = {}
+  for item in (s or ""):gmatch("[^,]+") do out[#out + 1] = item end
+  return out
+end
+
+local function list(dir)
+  local files = {}
+  local p = io.popen('ls "' .. H.fixtures .. "/" .. dir .. '"')
+  for name in p:lines() do
+    if name:match("%.safetensors$") then files[#files + 1] = name:gsub("%.safetensors$", "") end
+  end
+  p:close()
+  table.sort(files)
+  return files
+end
+
+-- results as one array: a plain table of tensors counts as its elements
+local function flatten(...)
+  local out = {}
+  for i = 1, select("#", ...) do
+    local r = select(i, ...)
+    if farol.is_tensor(r) then out[#out + 1] = r
+    else for _, t in ipairs(r) do out[#out + 1] = t end end
+  end
+  return out
+end
+
+local RTOL, ATOL = 1e-10, 1e-10
+
+describe("modules against PyTorch", function()
+  for _, file in ipairs(list("modules")) do
+    local t, md = H.load("modules/" .. file .. ".safetensors")
+    for _, v in ipairs(split(md.variants)) do
+      it(file .. " " .. v .. ": " .. md[v .. ".module"], function()
+        local env = {nn = nn, farol = farol}
+        local m = assert(load("return " .. md[v .. ".module"], "=module", "t", env))()
+        m:to("float64"):eval()
+        local sd, prefix = {}, v .. ".sd."
+        for k, x in pairs(t) do
+          if k:sub(1, #prefix) == prefix then sd[k:sub(#prefix + 1)] = x end
+        end
+        m:load_state_dict(sd)
+        local names, params = {}, {}
+        for name, p in m:named_parameters() do
+          names[#names + 1] = name
+          params[name] = p
+        end
+        assert.are.same(split(md[v .. ".params"]), names)
+
+        local wrt, wrt_names = {}, {}
+        for _, name in ipairs(split(md[v .. ".inputs"])) do
+          local x = t[v .. "." .. name]:clone()
+          if x:dtype() ~= "int64" then
+            x:requires_grad(true)
+            wrt[#wrt + 1], wrt_names[#wrt_names + 1] = x, name
+          end
+          env[name] = x
+        end
+        for _, name in ipairs(names) do
+          wrt[#wrt + 1], wrt_names[#wrt_names + 1] = params[name], "sd." .. name
+        end
+        env.m = m
+        local outs = flatten(assert(load("return " .. md[v .. ".call"], "=call", "t", env))())
+        assert.are.equal(tonumber(md[v .. ".outputs"]), #outs)
+        local gouts = {}
+        for i, o in ipairs(outs) do
+          H.close(o, t[v .. ".out" .. i], RTOL, ATOL, v .. " out" .. i)
+          gouts[i] = t[v .. ".grad_out" .. i]
+        end
+        local grads = farol.grad(outs, wrt, gouts)
+        for i, name in ipairs(wrt_names) do
+          H.close(grads[i], t[v .. ".grad." .. name], RTOL, ATOL, v .. " grad of " .. name)
+        end
+      end)
+    end
+  end
+end)
+
+describe("named Sequential", function()
+  it("names children as given, in order, with PyTorch's state_dict keys", function()
+    local s = nn.Sequential{{"conv", nn.Conv2d(1, 2, 3)}, {"act", nn.ReLU6()}, {"fc", nn.Linear(2, 1)}}
+    assert.are.equal(3, #s)
+    assert.are.same({"conv", "act", "fc"}, s:names())
+    local keys = {}
+    for k in s:named_parameters() do keys[#keys + 1] = k end
+    assert.are.same({"conv.weight", "conv.bias", "fc.weight", "fc.bias"}, keys)
+    local name, first = s:named_children()()
+    assert.are.equal("conv", name)
+    assert.are.equal(s.conv, first)
+    assert.are.same({"0", "1"}, nn.Sequential(nn.ReLU(), nn.Tanh()):names())
+    assert.are.equal(0, #nn.Sequential{})
+  end)
+
+  it("refuses bad names and entries", function()
+    H.fails(function() nn.Sequential{{"a.b", nn.ReLU()}} end,
+            "farol: nn.Sequential: entry 1: a child name must be a non-empty string without \".\"")()
+    H.fails(function() nn.Sequential{{"a", nn.ReLU()}, {"a", nn.Tanh()}} end,
+            "farol: nn.Sequential: entry 2: the name \"a\" is already taken")()
+    H.fails(function() nn.Sequential{{"forward", nn.ReLU()}} end,
+            "farol: nn.Sequential: entry 1: the name \"forward\" is already taken")()
+    H.fails(function() nn.Sequential{{"a", 3}} end, "farol: nn.Sequential: entry 1 is a number, expected a module")()
+    H.fails(function() nn.Sequential{nn.ReLU()} end, "farol: nn.Sequential: entry 1 must be a {name, module} pair")()
+    H.fails(function() nn.Sequential{a = nn.ReLU()} end,
+            "farol: nn.Sequential: expects modules, or one array of {name, module} pairs; got a table with key a")()
+    H.fails(function() nn.Sequential(nn.ReLU(), 5) end, "farol: nn.Sequential: argument 2 is a number, expected a module")()
+  end)
+end)
+
+describe("recurrent modules", function()
+  it("have PyTorch's parameter names and shapes", function()
+    local m = nn.LSTM(3, 4, {num_layers = 2, bidirectional = true})
+    local got = {}
+    for k, p in m:named_parameters() do got[#got + 1] = k .. "=" .. table.concat(p:size(), "x") end
+    assert.are.same({"weight_ih_l0=16x3", "weight_hh_l0=16x4", "bias_ih_l0=16", "bias_hh_l0=16",
+                     "weight_ih_l0_reverse=16x3", "weight_hh_l0_reverse=16x4", "bias_ih_l0_reverse=16",
+                     "bias_hh_l0_reverse=16", "weight_ih_l1=16x8", "weight_hh_l1=16x4", "bias_ih_l1=16",
+                     "bias_hh_l1=16", "weight_ih_l1_reverse=16x8", "weight_hh_l1_reverse=16x4",
+                     "bias_ih_l1_reverse=16", "bias_hh_l1_reverse=16"}, got)
+    local g = nn.GRU(2, 5, {bias = false})
+    got = {}
+    for k, p in g:named_parameters() do got[#got + 1] = k .. "=" .. table.concat(p:size(), "x") end
+    assert.are.same({"weight_ih_l0=15x2", "weight_hh_l0=15x5"}, got)
+  end)
+
+  it("return output and state shaped as PyTorch's", function()
+    local out, s = nn.LSTM(3, 4, {num_layers = 2, batch_first = true, bidirectional = true})(farol.randn(2, 5, 3))
+    assert.are.same({2, 5, 8}, out.shape)
+    assert.are.same({4, 2, 4}, s[1].shape)
+    assert.are.same({4, 2, 4}, s[2].shape)
+    local o2, h = nn.GRU(3, 4)(farol.randn(5, 3))
+    assert.are.same({5, 4}, o2.shape)
+    assert.are.same({1, 4}, h.shape)
+  end)
+
+  it("check their arguments", function()
+    local m = nn.LSTM(3, 4)
+    H.fails(function() nn.LSTM(3, 4, {layers = 2}) end,
+            "farol: nn.LSTM: unknown option 'layers' (valid: num_layers, bias, batch_first, dropout, bidirectional)")()
+    H.fails(function() nn.GRU(3, 4, {batch_first = 1}) end, "farol: nn.GRU: batch_first must be a boolean, got number")()
+    H.fails(function() m(farol.randn(5, 2, 2)) end,
+            "farol: nn.LSTM: input has 2 features, the module expects 3 (input [5, 2, 2])")()
+    H.fails(function() m(farol.randn(5, 2, 3), farol.zeros(1, 2, 4)) end,
+            "farol: nn.LSTM: state must be a table {h0, c0}, got userdata")()
+    H.fails(function() m(farol.randn(5, 2, 3), {farol.zeros(1, 3, 4), farol.zeros(1, 2, 4)}) end,
+            "farol: nn.LSTM: h0 must have shape [1, 2, 4], got [1, 3, 4]")()
+    H.fails(function() nn.GRU(3, 4)(farol.randn(5, 3), farol.zeros(2, 4)) end,
+            "farol: nn.GRU: h0 must have shape [1, 4], got [2, 4]")()
+    H.fails(function() nn.GRU(3, 4)(farol.randn(4)) end, "farol: nn.GRU: input must be 2-D (unbatched) or 3-D, got [4]")()
+  end)
+end)
+
+describe("activation modules", function()
+  it("check their arguments and match the functions", function()
+    H.fails(function() nn.LeakyReLU("x") end, "farol: nn.LeakyReLU: negative_slope must be a number, got string")()
+    H.fails(function() nn.ELU({}) end, "farol: nn.ELU: alpha must be a number, got table")()
+    local x = farol.tensor{-7, -3, -1, 0, 1, 3, 6, 7}
+    assert.are.same({0, 0, 0, 0, 1, 3, 6, 6}, nn.ReLU6()(x):totable())
+    H.close(farol.nn.functional.hardsigmoid(x), farol.tensor{0, 0, 1 / 3, 0.5, 2 / 3, 1, 1, 1}, 1e-7, 0)
+    H.close(x:hardswish(), x * nn.Hardsigmoid()(x), 1e-6, 1e-6)
+  end)
+end)
