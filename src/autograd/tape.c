@@ -371,8 +371,11 @@ static int run_backward(int n_out, farol_tensor *const *outputs, farol_tensor *c
     /* seed the outputs */
     for (int i = 0; i < n_out; i++) {
         farol_tensor *go = grad_outputs ? grad_outputs[i] : NULL, *seed;
-        if (go) seed = farol_cast_raw(go, outputs[i]->dtype);
-        else seed = farol_full(outputs[i]->ndim, outputs[i]->shape, 1.0, outputs[i]->dtype);
+        if (go) {
+            /* a copy, never go itself: x:backward(x) would make x its own .grad */
+            seed = farol_empty(go->ndim, go->shape, outputs[i]->dtype);
+            if (seed) farol_copy_to_buffer(go, farol_data(seed), outputs[i]->dtype);
+        } else seed = farol_full(outputs[i]->ndim, outputs[i]->shape, 1.0, outputs[i]->dtype);
         if (!seed || accumulate(&roots[i]->grad, seed) < 0) goto fail;
     }
 

@@ -52,7 +52,7 @@ static void parse_target(lua_State *L, int idx, farol_target *tg) {
         *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p, false};
         return;
     }
-    tensor_box *box = luaL_testudata(L, idx, FAROL_TENSOR_MT);
+    tensor_box *box = test_box(L, idx);
     if (box && !box->t) farol_error(L, "farol: Saliency: the target tensor was freed");
     farol_tensor *t = box ? box->t : NULL;
     if (t) {
@@ -139,16 +139,14 @@ static int forward_trampoline(lua_State *L) {
     luaL_checkstack(L, c->n_in + 8, "too many inputs");
     lua_pushvalue(L, 2);
     for (int i = 0; i < c->n_in; i++) {
-        tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->t = NULL;
-        luaL_setmetatable(L, FAROL_TENSOR_MT);
+        tensor_box *b = push_empty_box(L);
         box_set(L, b, farol_retain(c->inputs[i]));
     }
     int n_args = c->n_args;
     luaL_checkstack(L, n_args + 8, "too many additional_forward_args");
     for (int i = 1; i <= n_args; i++) lua_rawgeti(L, 3, i);
     lua_call(L, c->n_in + n_args, 1);
-    tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+    tensor_box *b = test_box(L, -1);
     if (!b || !b->t)
         return farol_error(L, "farol: Saliency: the forward function returned %s, expected a farol.Tensor",
                           b ? "a freed tensor" : luaL_typename(L, -1));
@@ -185,7 +183,7 @@ static int lua_forward(void *vctx, int n_in, farol_tensor *const *inputs, farol_
 /* farol._saliency(forward, inputs, target, abs, packed_args) */
 static int l_saliency(lua_State *L) {
     lua_settop(L, 5);
-    tensor_box *box = luaL_testudata(L, 2, FAROL_TENSOR_MT);
+    tensor_box *box = test_box(L, 2);
     if (box && !box->t) return farol_error(L, "farol: Saliency: the input was freed");
     bool single = box != NULL;
     lua_Integer n_in = 1;
@@ -205,7 +203,7 @@ static int l_saliency(lua_State *L) {
             continue;
         }
         lua_rawgeti(L, 2, i + 1);
-        tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+        tensor_box *b = test_box(L, -1);
         if (b && !b->t) return farol_error(L, "farol: Saliency: input %d was freed", i + 1);
         if (!b)
             return farol_error(L, "farol: Saliency: input %d is a %s, expected farol.Tensor", i + 1,

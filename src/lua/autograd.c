@@ -31,29 +31,30 @@ static int m_is_leaf(lua_State *L) {
     return 1;
 }
 
-/* A tensor or an array of tensors at arg into a userdata array (kept on the
- * stack, so the GC frees it whatever happens).  Returns the count. */
+/* A tensor or an array of tensors at arg into a hold (kept on the stack:
+ * each tensor retained until the GC or hold_release).  Raw reads: the
+ * array's metamethods have no say.  Returns the count. */
 static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *what, bool nil_ok) {
     farol_tensor *t = test_tensor(L, arg);
-    int n = t ? 1 : 0;
+    lua_Integer n = 1;
     if (!t) {
         if (lua_type(L, arg) != LUA_TTABLE)
             farol_error(L, "farol: grad: %s must be a farol.Tensor or an array of them, got %s", what,
                        luaL_typename(L, arg));
-        n = (int)luaL_len(L, arg);
+        n = (lua_Integer)lua_rawlen(L, arg);
     }
-    farol_tensor **xs = lua_newuserdatauv(L, (size_t)(n ? n : 1) * sizeof *xs, 0);
-    if (t) xs[0] = t;
+    farol_tensor **xs = push_hold(L, n, 1 << 20, "grad", what);
+    if (t) xs[0] = farol_retain(test_tensor(L, arg));  /* fetched again: the hold allocated */
     for (int i = 0; !t && i < n; i++) {
-        lua_geti(L, arg, i + 1);
-        xs[i] = test_tensor(L, -1);
+        lua_rawgeti(L, arg, i + 1);
+        xs[i] = farol_retain(test_tensor(L, -1));
         if (!xs[i] && !(nil_ok && lua_isnil(L, -1)))
             farol_error(L, "farol: grad: %s[%d] is a %s, expected farol.Tensor", what, i + 1,
                        luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     *out = xs;
-    return n;
+    return (int)n;
 }
 
 /* farol.grad(outputs, inputs [, grad_outputs]) -> gradients (an array when
@@ -69,18 +70,23 @@ static int l_grad(lua_State *L) {
         if (n_g != n_out)
             return farol_error(L, "farol: grad: %d grad_outputs for %d outputs", n_g, n_out);
     }
-    grads = lua_newuserdatauv(L, (size_t)n_in * sizeof *grads, 0);
+    grads = push_hold(L, n_in, 1 << 20, "grad", "inputs");
     if (farol_grad(n_out, outs, gouts, n_in, ins, grads) < 0) return raise_error(L);
+    hold_release(outs);
+    hold_release(ins);
+    if (gouts) hold_release(gouts);
     bool single = test_tensor(L, 2) != NULL;
     if (single) {
-        push_tensor(L, grads[0]);
+        push_tensor(L, farol_retain(grads[0]));
+        hold_release(grads);
         return 1;
     }
     lua_createtable(L, n_in, 0);
     for (int i = 0; i < n_in; i++) {
-        push_tensor(L, grads[i]);  /* cannot raise: grads[i] is non-NULL */
+        push_tensor(L, farol_retain(grads[i]));  /* the hold keeps the rest if this raises */
         lua_rawseti(L, -2, i + 1);
     }
+    hold_release(grads);
     return 1;
 }
 

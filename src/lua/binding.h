@@ -11,11 +11,19 @@
 #define FAROL_TENSOR_MT "farol.Tensor"
 #define FAROL_TUPLE_MT "farol.tuple"
 
-/* the userdata: t is NULL once freed */
+/* the userdata: t is NULL once freed.  magic tells a box from a foreign
+ * userdata given the tensor metatable (debug.setmetatable). */
+#define FAROL_BOX_MAGIC 0x666172546e73724bULL
 typedef struct {
+    uint64_t magic;
     farol_tensor *t;
     size_t bytes;  /* what this box counts towards its state's GC figure */
 } tensor_box;
+
+/* the box at index i, or NULL when the value is not a farol tensor box */
+tensor_box *test_box(lua_State *L, int i);
+/* pushes a new empty box (t NULL) */
+tensor_box *push_empty_box(lua_State *L);
 
 /* fills an empty box with t (taking over the reference) and counts its bytes */
 void box_set(lua_State *L, tensor_box *b, farol_tensor *t);
@@ -58,7 +66,9 @@ farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn);
 /* Lua boolean option: nil -> def */
 bool opt_bool(lua_State *L, int i, bool def);
 
-/* an int64 tensor of 0-based indices from a 1-based index tensor or array */
+/* an int64 tensor of 0-based indices from a 1-based index tensor or array,
+ * left on the stack in a box (which owns it).  It allocates, so the GC may
+ * run Lua finalizers: fetch other tensor arguments after it. */
 farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn);
 
 /* a tensor from a number or nested arrays (shape inferred, ragged is an error) */

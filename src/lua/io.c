@@ -10,8 +10,17 @@ static bool ends_with(const char *s, const char *suffix) {
 
 #define FAROL_DICT_MT "farol.dict"
 
+/* the loading dict's userdata; magic: its metatable is reachable through
+ * the debug library and may be put on a foreign userdata */
+#define DICT_MAGIC 0x6661724469637421ULL
+typedef struct {
+    uint64_t magic;
+    farol_tensor_dict d;
+} dict_box;
+
 static int dict_gc(lua_State *L) {
-    farol_dict_free(luaL_checkudata(L, 1, FAROL_DICT_MT));
+    dict_box *b = luaL_checkudata(L, 1, FAROL_DICT_MT);
+    if (lua_rawlen(L, 1) == sizeof *b && b->magic == DICT_MAGIC) farol_dict_free(&b->d);
     return 0;
 }
 
@@ -24,9 +33,11 @@ static int l_load(lua_State *L) {
     }
     /* the dict lives in a collectable userdata (liolib's pattern): whatever
      * raises below, the GC frees what was not handed over */
-    farol_tensor_dict *d = lua_newuserdatauv(L, sizeof *d, 0);
-    memset(d, 0, sizeof *d);
+    dict_box *box = lua_newuserdatauv(L, sizeof *box, 0);
+    memset(box, 0, sizeof *box);
+    box->magic = DICT_MAGIC;
     luaL_setmetatable(L, FAROL_DICT_MT);
+    farol_tensor_dict *d = &box->d;
     if (farol_load_safetensors(path, d) < 0) return raise_error(L);
     lua_createtable(L, 0, d->n);
     lua_createtable(L, 0, d->n_meta);
@@ -36,9 +47,7 @@ static int l_load(lua_State *L) {
     }
     for (int i = 0; i < d->n; i++) {
         lua_pushstring(L, d->names[i]);
-        tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-        b->t = NULL;
-        luaL_setmetatable(L, FAROL_TENSOR_MT);
+        tensor_box *b = push_empty_box(L);
         box_set(L, b, d->tensors[i]);
         d->tensors[i] = NULL;
         lua_settable(L, -4);
@@ -62,7 +71,7 @@ static int l_save(lua_State *L) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return farol_error(L, "farol: save: tensor names must be strings, got a %s key",
                               luaL_typename(L, -2));
-        tensor_box *b = luaL_testudata(L, -1, FAROL_TENSOR_MT);
+        tensor_box *b = test_box(L, -1);
         if (b && !b->t) return farol_error(L, "farol: save: %s was freed", lua_tostring(L, -2));
         if (!b)
             return farol_error(L, "farol: save: %s is a %s, expected farol.Tensor", lua_tostring(L, -2),

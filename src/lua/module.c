@@ -100,10 +100,24 @@ int farol_lua_open(lua_State *L) {
     lua_pushliteral(L, FAROL_VERSION);
     lua_setfield(L, -2, "version");
 
-    /* the Lua parts require("farol") and get this table */
+    /* the Lua parts require("farol") and get this table; when farol is
+     * opened again (a script cleared package.loaded.farol), they are loaded
+     * again too, so that they fill this table rather than the old one */
     lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
     lua_pushvalue(L, -2);
     lua_setfield(L, -2, "farol");
+    for (bool again = true; again;) {  /* restart after each removal: lua_next needs the key */
+        again = false;
+        for (lua_pushnil(L); lua_next(L, -2); lua_pop(L, 1)) {
+            if (lua_type(L, -2) == LUA_TSTRING && strncmp(lua_tostring(L, -2), "farol.", 6) == 0) {
+                lua_pop(L, 1);
+                lua_pushnil(L);
+                lua_rawset(L, -3);
+                again = true;
+                break;
+            }
+        }
+    }
     lua_pop(L, 1);
     preload_lua(L);
     lua_getglobal(L, "require");

@@ -100,12 +100,17 @@ static int extreme(lua_State *L, bool is_max) {
         return 1;
     }
     int dim = check_dim(L, 2, x->ndim, fn);
-    farol_tensor *idx = NULL;
-    farol_tensor *v = is_max ? farol_max_dim(x, dim, opt_bool(L, 3, false), &idx)
-                             : farol_min_dim(x, dim, opt_bool(L, 3, false), &idx);
+    bool keep = opt_bool(L, 3, false);
+    /* the indices wait in a hold while the values are pushed (which can
+     * raise: out of memory) */
+    farol_tensor **idx = push_hold(L, 1, 1, fn, "indices");
+    x = check_tensor(L, 1);
+    farol_tensor *v = is_max ? farol_max_dim(x, dim, keep, idx) : farol_min_dim(x, dim, keep, idx);
     if (!v) return raise_error(L);
     push_tensor(L, v);
-    return 1 + push_indices(L, idx);
+    farol_tensor *i = *idx;
+    *idx = NULL;
+    return 1 + push_indices(L, i);
 }
 
 static int l_max(lua_State *L) { return extreme(L, true); }
@@ -196,19 +201,23 @@ static int join(lua_State *L, bool stack) {
     const char *fn = stack ? "stack" : "cat";
     lua_settop(L, 2);  /* the optional dim stays at 2, below the array pushed next */
     luaL_checktype(L, 1, LUA_TTABLE);
-    int n = (int)luaL_len(L, 1);
+    /* raw reads, and a hold: no metamethod runs and no tensor goes away
+     * while C uses the list */
+    lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     if (n < 1) return farol_error(L, "farol: %s: expects a non-empty array of tensors", fn);
-    farol_tensor **xs = lua_newuserdatauv(L, (size_t)n * sizeof *xs, 0);  /* freed by the GC */
+    farol_tensor **xs = push_hold(L, n, 1 << 20, fn, "the array of tensors");
     for (int i = 0; i < n; i++) {
-        lua_geti(L, 1, i + 1);
-        xs[i] = test_tensor(L, -1);
+        lua_rawgeti(L, 1, i + 1);
+        xs[i] = farol_retain(test_tensor(L, -1));
         if (!xs[i]) return farol_error(L, "farol: %s: element %d is a %s, expected farol.Tensor", fn,
                                       i + 1, luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     int nd = xs[0]->ndim + (stack ? 1 : 0);
     int dim = lua_isnoneornil(L, 2) ? 0 : check_dim(L, 2, nd, fn);
-    push_tensor(L, stack ? farol_stack(n, xs, dim) : farol_cat(n, xs, dim));
+    farol_tensor *out = stack ? farol_stack((int)n, xs, dim) : farol_cat((int)n, xs, dim);
+    hold_release(xs);
+    push_tensor(L, out);
     return 1;
 }
 
@@ -230,9 +239,9 @@ static void read_pair(lua_State *L, int idx, int *out, const char *key, const ch
         out[0] = out[1] = pair_value(L, idx, key, fn);
         return;
     }
-    if (lua_istable(L, idx) && luaL_len(L, idx) == 2) {
+    if (lua_istable(L, idx) && !test_tensor(L, idx) && lua_rawlen(L, idx) == 2) {
         for (int i = 0; i < 2; i++) {
-            lua_geti(L, idx, i + 1);
+            lua_rawgeti(L, idx, i + 1);
             if (!lua_isinteger(L, -1))
                 farol_error(L, "farol: %s: %s must be an integer or a pair of integers", fn, key);
             out[i] = pair_value(L, lua_gettop(L), key, fn);
@@ -248,7 +257,8 @@ static void read_pair(lua_State *L, int idx, int *out, const char *key, const ch
 static void opt_pair(lua_State *L, int opts, const char *key, int *out, int def, const char *fn) {
     out[0] = out[1] = def;
     if (opts == 0) return;
-    lua_getfield(L, opts, key);
+    lua_pushstring(L, key);
+    lua_rawget(L, opts);  /* raw: an options table's metamethods have no say */
     if (!lua_isnil(L, -1)) read_pair(L, lua_gettop(L), out, key, fn);
     lua_pop(L, 1);
 }
@@ -256,7 +266,8 @@ static void opt_pair(lua_State *L, int opts, const char *key, int *out, int def,
 /* opts.key as a boolean, def when absent */
 static bool opt_flag(lua_State *L, int opts, const char *key, bool def, const char *fn) {
     if (opts == 0) return def;
-    lua_getfield(L, opts, key);
+    lua_pushstring(L, key);
+    lua_rawget(L, opts);
     bool v = def;
     if (lua_isboolean(L, -1)) v = lua_toboolean(L, -1);
     else if (!lua_isnil(L, -1))
@@ -267,7 +278,7 @@ static bool opt_flag(lua_State *L, int opts, const char *key, bool def, const ch
 
 static int conv(lua_State *L, bool two_d) {
     const char *fn = two_d ? "conv2d" : "conv1d";
-    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2), *b = opt_tensor(L, 3);
+    check_tensor(L, 1), check_tensor(L, 2), opt_tensor(L, 3);
     static const char *const valid[] = {"stride", "padding", "dilation", "groups", NULL};
     int o = farol_lua_check_options(L, 4, fn, valid);
     farol_conv_opts c = farol_conv_defaults();
@@ -277,6 +288,7 @@ static int conv(lua_State *L, bool two_d) {
     int g[2];
     opt_pair(L, o, "groups", g, 1, fn);
     c.groups = g[0];
+    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2), *b = opt_tensor(L, 3);
     push_tensor(L, two_d ? farol_conv2d(x, w, b, &c) : farol_conv1d(x, w, b, &c));
     return 1;
 }
@@ -346,19 +358,17 @@ static int64_t first_beyond(const farol_tensor *idx, int64_t n) {
 }
 
 static int l_embedding(lua_State *L) {
+    check_tensor(L, 2);
+    farol_tensor *idx = check_index_tensor(L, 1, "embedding");  /* can run the GC */
     farol_tensor *w = check_tensor(L, 2);
-    farol_tensor *idx = check_index_tensor(L, 1, "embedding");
     int64_t bad = w->ndim == 2 ? first_beyond(idx, w->shape[0]) : -1;
     if (bad >= 0) {
         lua_Integer v = ((int64_t *)farol_data(idx))[bad] + 1;
-        farol_release(idx);
         return farol_error(L, "farol: embedding: index %lld (element %lld of the indices) is out of range "
                           "for w [%lld, %lld] (valid 1..%lld)", v, (lua_Integer)bad + 1,
                           (lua_Integer)w->shape[0], (lua_Integer)w->shape[1], (lua_Integer)w->shape[0]);
     }
-    farol_tensor *out = farol_embedding(idx, w);
-    farol_release(idx);
-    push_tensor(L, out);
+    push_tensor(L, farol_embedding(idx, w));
     return 1;
 }
 
@@ -369,19 +379,17 @@ static int l_dropout(lua_State *L) {
 }
 
 static int l_cross_entropy(lua_State *L) {
+    check_tensor(L, 1);
+    farol_tensor *labels = check_index_tensor(L, 2, "cross_entropy");  /* can run the GC */
     farol_tensor *logits = check_tensor(L, 1);
-    farol_tensor *labels = check_index_tensor(L, 2, "cross_entropy");
     int64_t bad = logits->ndim == 2 ? first_beyond(labels, logits->shape[1]) : -1;
     if (bad >= 0) {
         lua_Integer v = ((int64_t *)farol_data(labels))[bad] + 1;
-        farol_release(labels);
         return farol_error(L, "farol: cross_entropy: label %lld (element %lld of labels) is out of range "
                           "for %lld classes (valid 1..%lld)", v, (lua_Integer)bad + 1,
                           (lua_Integer)logits->shape[1], (lua_Integer)logits->shape[1]);
     }
-    farol_tensor *out = farol_cross_entropy(logits, labels);
-    farol_release(labels);
-    push_tensor(L, out);
+    push_tensor(L, farol_cross_entropy(logits, labels));
     return 1;
 }
 
@@ -393,11 +401,13 @@ static int l_mse_loss(lua_State *L) {
 static int l_pad(lua_State *L) {
     farol_tensor *x = check_tensor(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
-    int n = (int)luaL_len(L, 2);
-    if (n > 2 * FAROL_MAX_DIMS) return farol_error(L, "farol: pad: %d pads given, at most %d", n, 2 * FAROL_MAX_DIMS);
+    size_t len = lua_rawlen(L, 2);
+    if (len > 2 * FAROL_MAX_DIMS)
+        return farol_error(L, "farol: pad: %zu pads given, at most %d", len, 2 * FAROL_MAX_DIMS);
+    int n = (int)len;
     int64_t pads[2 * FAROL_MAX_DIMS];
     for (int i = 0; i < n; i++) {
-        lua_geti(L, 2, i + 1);
+        lua_rawgeti(L, 2, i + 1);
         if (!lua_isinteger(L, -1)) return farol_error(L, "farol: pad: pad %d must be an integer", i + 1);
         pads[i] = lua_tointeger(L, -1);
         lua_pop(L, 1);

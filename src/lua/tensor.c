@@ -86,12 +86,28 @@ int farol_error(lua_State *L, const char *fmt, ...) {
 
 int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error()); }
 
-static int new_box(lua_State *L) {
+tensor_box *push_empty_box(lua_State *L) {
     tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->t = NULL;
-    b->bytes = 0;
+    *b = (tensor_box){FAROL_BOX_MAGIC, NULL, 0};
     luaL_setmetatable(L, FAROL_TENSOR_MT);
+    return b;
+}
+
+static int new_box(lua_State *L) {
+    push_empty_box(L);
     return 1;
+}
+
+tensor_box *test_box(lua_State *L, int i) {
+    tensor_box *b = luaL_testudata(L, i, FAROL_TENSOR_MT);
+    if (!b || lua_rawlen(L, i) != sizeof *b || b->magic != FAROL_BOX_MAGIC) return NULL;
+    return b;
+}
+
+static tensor_box *check_box(lua_State *L, int i) {
+    tensor_box *b = test_box(L, i);
+    if (!b) luaL_typeerror(L, i, FAROL_TENSOR_MT);
+    return b;
 }
 
 /* The box is made under lua_pcall: if Lua runs out of memory making it, t
@@ -116,14 +132,14 @@ static void freed_error(lua_State *L, int i) {
 }
 
 farol_tensor *test_tensor(lua_State *L, int i) {
-    tensor_box *b = luaL_testudata(L, i, FAROL_TENSOR_MT);
+    tensor_box *b = test_box(L, i);
     if (!b) return NULL;
     if (!b->t) freed_error(L, i);
     return b->t;
 }
 
 farol_tensor *check_tensor(lua_State *L, int i) {
-    tensor_box *b = luaL_checkudata(L, i, FAROL_TENSOR_MT);
+    tensor_box *b = check_box(L, i);
     if (!b->t) freed_error(L, i);
     return b->t;
 }
@@ -143,7 +159,7 @@ farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like) {
 
 /* __gc, __close and x:free(): idempotent */
 static int box_gc(lua_State *L) {
-    tensor_box *b = luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    tensor_box *b = check_box(L, 1);
     if (b->t) {
         gc_state *s = get_gc_state(L);
         if (s) s->state_bytes -= b->bytes;
@@ -157,14 +173,20 @@ static int box_gc(lua_State *L) {
 
 #define FAROL_HOLD_MT "farol.hold"
 
+#define HOLD_MAGIC 0x666172486f6c6421ULL
+
 typedef struct {
+    uint64_t magic;  /* (the metatable is reachable through the debug library) */
     lua_Integer n;
     farol_tensor *t[];
 } tensor_hold;
 
 static int hold_gc(lua_State *L) {
     tensor_hold *h = lua_touserdata(L, 1);
-    hold_release(h->t);
+    size_t len = lua_rawlen(L, 1);
+    if (h && len >= sizeof *h && h->magic == HOLD_MAGIC && h->n >= 0 &&
+        len == sizeof *h + (size_t)h->n * sizeof h->t[0])
+        hold_release(h->t);
     return 0;
 }
 
@@ -172,6 +194,7 @@ farol_tensor **push_hold(lua_State *L, lua_Integer n, lua_Integer max, const cha
     if (n < 0 || n > max)
         farol_error(L, "farol: %s: %s has %lld entries, at most %lld", fn, what, (long long)n, (long long)max);
     tensor_hold *h = lua_newuserdatauv(L, sizeof *h + (size_t)n * sizeof h->t[0], 0);
+    h->magic = HOLD_MAGIC;
     h->n = n;
     for (lua_Integer i = 0; i < n; i++) h->t[i] = NULL;
     if (luaL_newmetatable(L, FAROL_HOLD_MT)) {
@@ -226,10 +249,13 @@ static int64_t size_at(lua_State *L, int idx, int pos, const char *fn, bool allo
 int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
     int n = 0;
     if (lua_istable(L, i) && !test_tensor(L, i)) {
-        n = (int)luaL_len(L, i);
-        if (n > FAROL_MAX_DIMS) farol_error(L, "farol: %s: %d sizes given, at most %d dims", fn, n, FAROL_MAX_DIMS);
+        /* raw: a size table's metamethods have no say (and could free the
+         * tensor the caller holds) */
+        size_t len = lua_rawlen(L, i);
+        if (len > FAROL_MAX_DIMS) farol_error(L, "farol: %s: %zu sizes given, at most %d dims", fn, len, FAROL_MAX_DIMS);
+        n = (int)len;
         for (int k = 1; k <= n; k++) {
-            lua_geti(L, i, k);
+            lua_rawgeti(L, i, k);
             shape[k - 1] = size_at(L, -1, k, fn, allow_minus1);
             lua_pop(L, 1);
         }
@@ -278,12 +304,20 @@ static void check_value(lua_State *L, farol_dtype dt, double v, const char *fn) 
 
 farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
     if (lua_isnoneornil(L, i)) return def;
-    const char *name = lua_tostring(L, i);
+    /* the type first: lua_tostring would convert a number in place */
+    const char *name = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
     farol_dtype dt;
-    if (!name || lua_type(L, i) != LUA_TSTRING || farol_dtype_from_name(name, &dt) < 0)
+    if (!name || farol_dtype_from_name(name, &dt) < 0)
         farol_error(L, "farol: %s: unknown dtype %s (use \"float32\", \"float64\" or \"int64\")", fn,
                    name ? name : luaL_typename(L, i));
     return dt;
+}
+
+/* nothing may follow argument last - 1: creation functions stop reading
+ * sizes at the first non-number, so a stray argument would be ignored */
+static void no_more_args(lua_State *L, int last, const char *fn) {
+    if (lua_gettop(L) >= last)
+        farol_error(L, "farol: %s: unexpected argument #%d (a %s)", fn, last, luaL_typename(L, last));
 }
 
 bool opt_bool(lua_State *L, int i, bool def) {
@@ -301,13 +335,13 @@ static void infer_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *sh
         farol_error(L, "farol: %s: expected a number or a nested array of numbers, got %s", fn,
                    luaL_typename(L, idx));
     if (depth == FAROL_MAX_DIMS) farol_error(L, "farol: %s: nested deeper than %d dims", fn, FAROL_MAX_DIMS);
-    lua_Integer n = luaL_len(L, idx);
+    lua_Integer n = (lua_Integer)lua_rawlen(L, idx);  /* raw, as every read of the array */
     shape[depth] = n;
     if (n == 0) {
         *ndim = depth + 1;
         return;
     }
-    lua_geti(L, idx, 1);
+    lua_rawgeti(L, idx, 1);
     infer_shape(L, lua_gettop(L), depth + 1, ndim, shape, fn);
     lua_pop(L, 1);
 }
@@ -333,14 +367,15 @@ static void fill_values(lua_State *L, int idx, int depth, int ndim, const int64_
         }
         return;
     }
-    if (lua_type(L, idx) != LUA_TTABLE || luaL_len(L, idx) != shape[depth]) {
+    if (lua_type(L, idx) != LUA_TTABLE || test_tensor(L, idx) ||
+        (lua_Integer)lua_rawlen(L, idx) != shape[depth]) {
         char sh[96];
         farol_error(L, "farol: %s: ragged array: expected %s of length %lld at depth %d (shape %s)", fn,
                    "an array", (lua_Integer)shape[depth], depth + 1,
                    farol_shape_str(ndim, shape, sh, sizeof sh));
     }
     for (int64_t k = 1; k <= shape[depth]; k++) {
-        lua_geti(L, idx, k);
+        lua_rawgeti(L, idx, k);
         fill_values(L, lua_gettop(L), depth + 1, ndim, shape, t, pos, fn);
         lua_pop(L, 1);
     }
@@ -351,6 +386,7 @@ static farol_tensor *table_to_tensor_fn(lua_State *L, int i, farol_dtype dt, con
     int64_t shape[FAROL_MAX_DIMS];
     i = lua_absindex(L, i);
     infer_shape(L, i, 0, &ndim, shape, fn);
+    check_numel(L, ndim, shape, fn);
     /* the tensor is pushed first (empty, collectable) so that an error while
      * reading the table cannot leak it */
     farol_tensor *t = farol_empty(ndim, shape, dt);
@@ -373,25 +409,26 @@ static farol_tensor *raw_copy(farol_tensor *src, farol_dtype dt) {
 }
 
 farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
+    i = lua_absindex(L, i);
     farol_tensor *src = test_tensor(L, i), *idx;
     if (src) {
         if (src->dtype != FAROL_I64)
             farol_error(L, "farol: %s: indices must be an int64 tensor or an array, got %s", fn,
                        farol_dtype_name(src->dtype));
-        idx = raw_copy(src, FAROL_I64);  /* a private copy: shifted to 0-based below */
-        if (!idx) raise_error(L);
+        /* a private copy (shifted to 0-based below), owned by a box on the stack */
+        push_tensor(L, raw_copy(src, FAROL_I64));
+        idx = test_tensor(L, -1);
     } else if (lua_istable(L, i)) {
-        idx = table_to_tensor_fn(L, i, FAROL_I64, fn);
+        push_tensor(L, table_to_tensor_fn(L, i, FAROL_I64, fn));
+        idx = test_tensor(L, -1);
     } else {
         luaL_typeerror(L, i, "index tensor or array");
         return NULL;
     }
     int64_t *p = farol_data(idx), n = farol_numel(idx);
     for (int64_t k = 0; k < n; k++) {
-        if (p[k] < 1) {
-            farol_release(idx);
+        if (p[k] < 1)
             farol_error(L, "farol: %s: index %lld is not a valid 1-based index", fn, (lua_Integer)p[k]);
-        }
         p[k] -= 1;
     }
     return idx;
@@ -401,6 +438,7 @@ farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
 
 static int l_tensor(lua_State *L) {
     farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "tensor");
+    no_more_args(L, 3, "tensor");
     farol_tensor *src = test_tensor(L, 1);
     if (src) {
         push_tensor(L, raw_copy(src, lua_isnoneornil(L, 2) ? src->dtype : dt));
@@ -418,6 +456,7 @@ static int make(lua_State *L, make_kind kind, const char *fn) {
     int n = check_sizes(L, 1, shape, fn, false);
     int dt_at = lua_istable(L, 1) ? 2 : n + 1;
     farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, fn);
+    no_more_args(L, dt_at + 1, fn);
     check_numel(L, n, shape, fn);
     farol_tensor *t = NULL;
     switch (kind) {
@@ -443,6 +482,7 @@ static int l_full(lua_State *L) {
     int n = check_sizes(L, 1, shape, "full", false);
     double v = luaL_checknumber(L, 2);
     farol_dtype dt = opt_dtype(L, 3, FAROL_F32, "full");
+    no_more_args(L, 4, "full");
     check_numel(L, n, shape, "full");
     check_value(L, dt, v, "full");
     push_tensor(L, farol_full(n, shape, v, dt));
@@ -468,14 +508,18 @@ static int l_arange(lua_State *L) {
         b = a;
         a = 0;
     }
-    push_tensor(L, farol_arange(a, b, step, opt_dtype(L, dt_at, FAROL_F32, "arange")));
+    farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, "arange");
+    no_more_args(L, dt_at + 1, "arange");
+    push_tensor(L, farol_arange(a, b, step, dt));
     return 1;
 }
 
 static int l_linspace(lua_State *L) {
     double a = luaL_checknumber(L, 1), b = luaL_checknumber(L, 2);
     lua_Integer n = luaL_checkinteger(L, 3);
-    push_tensor(L, farol_linspace(a, b, n, opt_dtype(L, 4, FAROL_F32, "linspace")));
+    farol_dtype dt = opt_dtype(L, 4, FAROL_F32, "linspace");
+    no_more_args(L, 5, "linspace");
+    push_tensor(L, farol_linspace(a, b, n, dt));
     return 1;
 }
 
@@ -483,7 +527,9 @@ static int l_eye(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 0) return farol_error(L, "farol: eye: n must be non-negative, got %lld", n);
     check_numel(L, 2, (int64_t[]){n, n}, "eye");
-    push_tensor(L, farol_eye(n, opt_dtype(L, 2, FAROL_F32, "eye")));
+    farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "eye");
+    no_more_args(L, 3, "eye");
+    push_tensor(L, farol_eye(n, dt));
     return 1;
 }
 
@@ -577,16 +623,25 @@ static int m_set(lua_State *L) {
     return 1;
 }
 
+static int push_cstring(lua_State *L) {
+    lua_pushstring(L, lua_touserdata(L, 1));
+    return 1;
+}
+
 static int m_tostring(lua_State *L) {
-    tensor_box *b = luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    tensor_box *b = check_box(L, 1);
     if (!b->t) {
         lua_pushliteral(L, "tensor(<freed>)");
         return 1;
     }
     char *s = farol_tostring(b->t);
     if (!s) return farol_error(L, "farol: tostring: out of memory");
-    lua_pushstring(L, s);
+    /* pushed under lua_pcall: running out of Lua memory must not leak s */
+    lua_pushcfunction(L, push_cstring);
+    lua_pushlightuserdata(L, s);
+    int rc = lua_pcall(L, 1, 1, 0);
     free(s);
+    if (rc != LUA_OK) return lua_error(L);
     return 1;
 }
 
@@ -598,12 +653,12 @@ static int m_len(lua_State *L) {
 }
 
 static int l_is_tensor(lua_State *L) {
-    lua_pushboolean(L, luaL_testudata(L, 1, FAROL_TENSOR_MT) != NULL);
+    lua_pushboolean(L, test_box(L, 1) != NULL);
     return 1;
 }
 
 static int m_free(lua_State *L) {
-    luaL_checkudata(L, 1, FAROL_TENSOR_MT);
+    check_box(L, 1);
     return box_gc(L);
 }
 
@@ -692,9 +747,11 @@ static int m_detach(lua_State *L) { push_tensor(L, farol_detach(check_tensor(L, 
 static int m_contiguous(lua_State *L) { push_tensor(L, farol_contiguous(check_tensor(L, 1))); return 1; }
 
 static int m_to(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    luaL_checkstring(L, 2);
-    push_tensor(L, farol_to_dtype(t, opt_dtype(L, 2, t->dtype, "to")));
+    check_tensor(L, 1);
+    if (lua_type(L, 2) != LUA_TSTRING)
+        return farol_error(L, "farol: to: dtype must be a string, got %s", luaL_typename(L, 2));
+    farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "to");
+    push_tensor(L, farol_to_dtype(check_tensor(L, 1), dt));
     return 1;
 }
 
@@ -757,14 +814,15 @@ static int m_permute(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     int dims[FAROL_MAX_DIMS];
     bool array = lua_istable(L, 2);
-    int n = array ? (int)luaL_len(L, 2) : lua_gettop(L) - 1;
+    size_t len = array ? lua_rawlen(L, 2) : (size_t)(lua_gettop(L) - 1);
+    int n = len > FAROL_MAX_DIMS ? FAROL_MAX_DIMS + 1 : (int)len;
     if (n != t->ndim) {
         char sh[96];
         return farol_error(L, "farol: permute: %d dims given for a tensor of shape %s", n,
                           farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
     }
     for (int i = 0; i < n; i++) {
-        if (array) lua_geti(L, 2, i + 1);
+        if (array) lua_rawgeti(L, 2, i + 1);
         else lua_pushvalue(L, 2 + i);
         int isint;
         lua_tointegerx(L, -1, &isint);
@@ -800,12 +858,9 @@ static int m_narrow(lua_State *L) {
 }
 
 static int m_index_select(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    int d = check_dim(L, 2, t->ndim, "index_select");
-    farol_tensor *idx = check_index_tensor(L, 3, "index_select");
-    farol_tensor *out = farol_index_select(t, d, idx);
-    farol_release(idx);
-    push_tensor(L, out);
+    int d = check_dim(L, 2, check_tensor(L, 1)->ndim, "index_select");
+    farol_tensor *idx = check_index_tensor(L, 3, "index_select");  /* can run the GC */
+    push_tensor(L, farol_index_select(check_tensor(L, 1), d, idx));
     return 1;
 }
 

@@ -93,3 +93,135 @@ describe("Saliency holds its tensors while the forward runs", function()
                 farol.randn(1, 3), big)
   end)
 end)
+
+describe("argument tables are read raw", function()
+  -- a table whose metamethods free the tensor the call is working on
+  local function evil(t, x)
+    return setmetatable(t, {
+      __index = function() x:free(); full_gc(); return 1 end,
+      __len = function() x:free(); full_gc(); return 2 ^ 40 // 1 end,
+    })
+  end
+
+  it("size tables of view, reshape, expand and creation functions", function()
+    local x = farol.randn(2, 3)
+    assert.same({3, 2}, x:view(evil({3, 2}, x)):size())
+    assert.same({6}, x:reshape(evil({6}, x)):size())
+    assert.same({2, 2, 3}, x:expand(evil({2, 2, 3}, x)):size())
+    assert.same({2, 2}, farol.zeros(evil({2, 2}, x)):size())
+    assert.same({3, 2}, x:permute(evil({2, 1}, x)):size())
+    -- a size table with holes is read as the raw array says: no __index
+    errors_with("farol: view: size 2 must be an integer, got nil", x.view, x, evil({6, nil, 1}, x))
+  end)
+
+  it("tensor lists of cat, stack and farol.grad", function()
+    local a, b = farol.ones(2), farol.ones(3)
+    local r = farol.cat(evil({a, b}, a))
+    assert.same({5}, r:size())
+    local p, q = farol.ones(2), farol.ones(2)
+    assert.same({2, 2}, farol.stack(evil({p, q}, p)):size())
+    local x = farol.randn(3):requires_grad(true)
+    local y = (x * 3):sum()
+    local g = farol.grad(evil({y}, x), evil({x}, y))
+    for _, v in ipairs(g[1]:totable()) do assert.equal(3, v) end
+  end)
+
+  it("tensor lists that lie about their length are read by their raw length", function()
+    local a = farol.ones(2)
+    local list = setmetatable({a}, {__len = function() return 2 ^ 61 // 1 end})
+    assert.same({2}, farol.cat(list):size())
+    local big = setmetatable({}, {__len = function() return 2 ^ 61 // 1 end})
+    errors_with("farol: cat: expects a non-empty array of tensors", farol.cat, big)
+  end)
+
+  it("options of conv and pool, with unknown keys named", function()
+    local x, w = farol.randn(1, 1, 5, 5), farol.randn(1, 1, 3, 3)
+    local opts = evil({stride = 2}, x)
+    assert.same({1, 1, 2, 2}, farol.conv2d(x, w, nil, opts):size())
+    assert.same({1, 1, 3, 2}, farol.conv2d(x, w, nil, {padding = evil({1, 0}, w), stride = 2}):size())
+    assert.same({1, 1, 2, 2}, farol.max_pool2d(x, evil({2, 2}, x)):size())
+    errors_with("farol: conv2d: unknown option 'strides'", farol.conv2d, x, w, nil, {strides = 2})
+    errors_with("farol: max_pool2d: unknown option 'dilation'", farol.max_pool2d, x, 2, {dilation = 2})
+  end)
+
+  it("index tables of index_select, embedding and cross_entropy", function()
+    local x = farol.randn(4, 3)
+    assert.same({2, 3}, x:index_select(1, evil({1, 4}, x)):size())
+    local w = farol.randn(5, 2)
+    assert.same({2, 2}, farol.embedding(evil({1, 5}, w), w):size())
+    local logits = farol.randn(2, 3)
+    assert.same({}, farol.cross_entropy(logits, evil({1, 3}, logits)):size())
+  end)
+end)
+
+describe("small UB and leaks", function()
+  it("x:backward(x) does not make x its own gradient", function()
+    local x = farol.ones(3):requires_grad(true)
+    x:backward(x)
+    assert.is_not_nil(x.grad)
+    x.grad:fill_(5)  -- writes into the gradient, not into x
+    assert.same({1, 1, 1}, x:totable())
+    assert.same({5, 5, 5}, x.grad:totable())
+  end)
+
+  it("creation functions refuse arguments after the sizes and dtype", function()
+    errors_with("farol: ones: unexpected argument #3 (a string)", farol.ones, 2, nil, "int64")
+    errors_with("farol: zeros: unexpected argument #3 (a number)", farol.zeros, {2}, "int64", 5)
+    errors_with("farol: full: unexpected argument #4", farol.full, {2}, 1, "float32", 1)
+    errors_with("farol: arange: unexpected argument #5", farol.arange, 1, 5, 1, "int64", 2)
+    errors_with("farol: eye: unexpected argument #3", farol.eye, 2, "float64", true)
+    errors_with("farol: linspace: unexpected argument #5", farol.linspace, 0, 1, 3, nil, 1)
+    errors_with("farol: tensor: unexpected argument #3", farol.tensor, {1}, "int64", 1)
+    assert.equal("int64", farol.ones(2, "int64"):dtype())
+    errors_with("farol: to: dtype must be a string, got number", function() return farol.ones(2):to(5) end)
+  end)
+
+  it("re-requiring farol after package.loaded.farol = nil gives the full table", function()
+    local saved = {}
+    for k, v in pairs(package.loaded) do
+      if type(k) == "string" and k:match("^farol") then saved[k] = v end
+    end
+    package.loaded.farol = nil
+    local ok, f = pcall(require, "farol")
+    -- the other specs go on with the farol they loaded
+    for k in pairs(package.loaded) do
+      if type(k) == "string" and k:match("^farol") then package.loaded[k] = nil end
+    end
+    for k, v in pairs(saved) do package.loaded[k] = v end
+    assert(ok, tostring(f))
+    assert.is_function(f.Saliency)
+    assert.is_table(f.nn)
+    assert.is_table(f.models)
+    local sal = f.Saliency(function(x) return (x * 2):sum(2) end)
+    assert.same({2, 3}, sal:attribute(f.randn(2, 3)):size())
+  end)
+
+  it("a foreign userdata given the tensor metatable is not a tensor", function()
+    local mt = debug.getmetatable(farol.ones(1))
+    local f = io.tmpfile()
+    local fmt = debug.getmetatable(f)
+    debug.setmetatable(f, mt)
+    assert.is_false(farol.is_tensor(f))
+    errors_with("farol.Tensor expected", function() return farol.exp(f) end)
+    errors_with("farol: add: operand 2 must be a farol.Tensor or a number, got userdata",
+                function() return farol.ones(2) + f end)
+    local ok = pcall(function() return f:free() end)
+    assert.is_false(ok)
+    debug.setmetatable(f, fmt)
+    f:close()
+  end)
+
+  it("foreign userdata with farol's private metatables are ignored by their finalizers", function()
+    local reg = debug.getregistry()
+    for _, name in ipairs({"farol.hold", "farol.dict"}) do
+      if reg[name] then
+        local f = io.tmpfile()
+        local fmt = debug.getmetatable(f)
+        debug.setmetatable(f, reg[name])
+        reg[name].__gc(f)  -- what the GC would do
+        debug.setmetatable(f, fmt)
+        f:close()
+      end
+    end
+  end)
+end)
