@@ -307,9 +307,14 @@ farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
     /* the type first: lua_tostring would convert a number in place */
     const char *name = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
     farol_dtype dt;
-    if (!name || farol_dtype_from_name(name, &dt) < 0)
+    if (!name || farol_dtype_from_name(name, &dt) < 0) {
+        if (!name && lua_type(L, i) == LUA_TNUMBER) {  /* shown as written, converting a copy */
+            lua_pushvalue(L, i);
+            name = lua_tostring(L, -1);
+        }
         farol_error(L, "farol: %s: unknown dtype %s (use \"float32\", \"float64\" or \"int64\")", fn,
                    name ? name : luaL_typename(L, i));
+    }
     return dt;
 }
 
@@ -748,8 +753,7 @@ static int m_contiguous(lua_State *L) { push_tensor(L, farol_contiguous(check_te
 
 static int m_to(lua_State *L) {
     check_tensor(L, 1);
-    if (lua_type(L, 2) != LUA_TSTRING)
-        return farol_error(L, "farol: to: dtype must be a string, got %s", luaL_typename(L, 2));
+    if (lua_type(L, 2) != LUA_TSTRING) luaL_checktype(L, 2, LUA_TSTRING);
     farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "to");
     push_tensor(L, farol_to_dtype(check_tensor(L, 1), dt));
     return 1;
