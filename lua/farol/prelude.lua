@@ -4,4 +4,6 @@ local farol = require("farol")
 farol.nn = require("farol.nn")
 require("farol.attr")
 farol.models = require("farol.models")
+require("farol.image")
+require("farol.viz")
 return farol

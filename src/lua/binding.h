@@ -86,6 +86,7 @@ void farol_lua_autograd(lua_State *L);
 void farol_lua_attr(lua_State *L);
 void farol_lua_io(lua_State *L);
 void farol_lua_options(lua_State *L);  /* farol.check_options */
+void farol_lua_image(lua_State *L);   /* image files, directory listing, isatty */
 
 /* adds functions to the farol table (at -2) and, when meth is true, to the
  * tensor methods table (at -1) */

@@ -95,6 +95,7 @@ int farol_lua_open(lua_State *L) {
     farol_lua_attr(L);
     farol_lua_io(L);
     farol_lua_options(L);
+    farol_lua_image(L);
     lua_pop(L, 1);              /* farol */
     luaL_setfuncs(L, funcs, 0);
     lua_pushliteral(L, FAROL_VERSION);
