@@ -7,16 +7,13 @@ local farol = require("farol")
 
 local image = {}
 
--- unknown keys in an options table are errors that name them
+-- unknown keys in an options table are errors that name them (farol's
+-- shared check); allowed is a set of names
 local function check_options(fn, opts, allowed)
-  if opts == nil then return {} end
-  if type(opts) ~= "table" or getmetatable(opts) ~= nil then
-    error(string.format("farol: %s: options must be a table, got %s", fn, type(opts)), 3)
-  end
-  for k in pairs(opts) do
-    if not allowed[k] then error(string.format("farol: %s: unknown option '%s'", fn, tostring(k)), 3) end
-  end
-  return opts
+  local valid = {}
+  for k in pairs(allowed) do valid[#valid + 1] = k end
+  table.sort(valid)
+  return farol.check_options(opts, fn, valid)
 end
 image._check_options = check_options
 

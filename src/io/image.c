@@ -86,7 +86,21 @@ farol_tensor *farol_image_load(const char *path, int channels) {
         return NULL;
     }
     int w = 0, h = 0, comp = 0;
-    if (!stbi_info_from_memory(buf, (int)len, &w, &h, &comp)) {
+    int ok = stbi_info_from_memory(buf, (int)len, &w, &h, &comp);
+    /* stb refuses a PNG over 2^30 bytes without saying so: read its IHDR
+     * size ourselves, so the message tells what the file declares */
+    static const unsigned char png_sig[8] = {137, 'P', 'N', 'G', '\r', '\n', 26, '\n'};
+    if (!ok && len >= 24 && memcmp(buf, png_sig, 8) == 0 && memcmp(buf + 12, "IHDR", 4) == 0) {
+        uint32_t pw = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
+        uint32_t ph = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
+        if ((uint64_t)pw * ph > (uint64_t)IMAGE_MAX_PIXELS) {
+            image_error("load", path, "declares %u x %u pixels, more than the limit of %lld pixels", pw, ph,
+                        (long long)IMAGE_MAX_PIXELS);
+            free(buf);
+            return NULL;
+        }
+    }
+    if (!ok) {
         image_error("load", path, "not a PNG or JPEG image that farol can read (stb_image: %s)",
                     stbi_failure_reason());
         free(buf);
