@@ -48,9 +48,12 @@ typedef struct {
     bool need;   /* set by the tape before backward: compute this gradient */
 } farol_edge;
 
+typedef struct farol_op_desc farol_op_desc;
+
 struct farol_node {
     int refcount;
     farol_op op;
+    const farol_op_desc *desc; /* the op's row of farol_ops (the tape's own for leaves) */
     uint64_t seq;          /* creation order, so decreasing seq is topological */
     int n_inputs;
     farol_edge *inputs;
@@ -75,14 +78,15 @@ typedef int (*farol_backward_fn)(farol_node *n, farol_tensor *gout, farol_tensor
 FAROL_OP_LIST(FAROL_X_PROTO)
 #undef FAROL_X_PROTO
 
-typedef struct {
+struct farol_op_desc {
     const char *name;
     int arity;                  /* most inputs recorded, or FAROL_VARIADIC */
     bool differentiable;        /* false: backward is NULL by design */
     farol_backward_fn backward;
-} farol_op_desc;
+};
 
-extern const farol_op_desc farol_ops[]; /* FAROL_OP_COUNT rows */
+/* the op table (src/ops/optable.c), FAROL_OP_COUNT rows */
+extern const farol_op_desc farol_ops[];
 
 /* Recording: the one way an op puts itself on the tape, called after it has
  * computed out (out may be NULL: then it returns NULL):
@@ -102,13 +106,25 @@ extern const farol_op_desc farol_ops[]; /* FAROL_OP_COUNT rows */
         (farol_tensor *[]){__VA_ARGS__}
 #define FAROL_NO_SAVE 0, NULL
 bool farol_needs_record(int n, farol_tensor *const *inputs);
-farol_tensor *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs,
-                           int n_save, farol_tensor *const *save, const farol_op_params *params);
+#define farol_record(op, ...) farol_record_op(op, &farol_ops[op], __VA_ARGS__)
+farol_tensor *farol_record_op(farol_op op, const farol_op_desc *desc, farol_tensor *out, int n,
+                              farol_tensor *const *inputs, int n_save, farol_tensor *const *save,
+                              const farol_op_params *params);
 /* saved tensor k, checked against in-place modification since it was saved */
 farol_tensor *farol_saved(farol_node *n, int k);
 
 void farol_node_retain(farol_node *n);
 void farol_node_release(farol_node *n);
+
+/* ---- the tensor layer's view of the tape ----
+ * The tensor layer never calls up into autograd: the tape installs these
+ * hooks when it makes its first node (before any tensor can have a node or
+ * require a gradient), and the tensor layer calls through them. */
+typedef struct {
+    void (*release_node)(farol_tensor *t); /* t is being freed and has a node */
+    bool (*grad_enabled)(void);
+} farol_tape_hooks;
+void farol_tensor_set_tape_hooks(const farol_tape_hooks *h);
 
 /* ---- helpers for op families ---- */
 

@@ -30,7 +30,18 @@ void farol_reset_tape_stats(void) { memset(&stats, 0, sizeof stats); }
 
 /* ---- nodes ---- */
 
-static farol_node *node_new(farol_op op, int n_inputs) {
+/* what the tensor layer asks of the tape without calling up into it */
+static void release_node(farol_tensor *t) {
+    if (t->node->leaf == t) t->node->leaf = NULL;
+    farol_node_release(t->node);
+}
+static const farol_tape_hooks hooks = {release_node, farol_grad_enabled};
+
+static const farol_op_desc leaf_desc = {"leaf", 0, false, NULL};
+
+static farol_node *node_new(farol_op op, const farol_op_desc *desc, int n_inputs) {
+    /* before any tensor has a node: the tensor layer then knows the tape */
+    farol_tensor_set_tape_hooks(&hooks);
     farol_node *n = farol_calloc(1, sizeof *n);
     if (!n) return NULL;
     if (n_inputs > 0) {
@@ -42,6 +53,7 @@ static farol_node *node_new(farol_op op, int n_inputs) {
     }
     n->refcount = 1;
     n->op = op;
+    n->desc = desc;
     n->n_inputs = n_inputs;
     n->seq = atomic_fetch_add(&next_seq, 1) + 1;
     return n;
@@ -102,7 +114,7 @@ int farol_set_requires_grad(farol_tensor *t, bool on) {
         return -1;
     }
     if (on && !t->node) {
-        farol_node *n = node_new(FAROL_OP_LEAF, 0);
+        farol_node *n = node_new(FAROL_OP_LEAF, &leaf_desc, 0);
         if (!n) {
             farol_set_error("farol: out of memory");
             return -1;
@@ -134,7 +146,7 @@ bool farol_needs_record(int n, farol_tensor *const *inputs) {
 
 static int save(farol_node *n, farol_tensor *t) {
     if (n->n_saved == FAROL_MAX_SAVED) {
-        farol_set_error("farol: %s: too many saved tensors", farol_ops[n->op].name);
+        farol_set_error("farol: %s: too many saved tensors", n->desc->name);
         return -1;
     }
     farol_tensor *v = NULL;
@@ -147,17 +159,17 @@ static int save(farol_node *n, farol_tensor *t) {
     return 0;
 }
 
-farol_tensor *farol_record(farol_op op, farol_tensor *out, int n, farol_tensor *const *inputs,
-                           int n_save, farol_tensor *const *saves, const farol_op_params *params) {
+farol_tensor *farol_record_op(farol_op op, const farol_op_desc *d, farol_tensor *out, int n,
+                              farol_tensor *const *inputs, int n_save, farol_tensor *const *saves,
+                              const farol_op_params *params) {
     if (!out || !farol_needs_record(n, inputs)) return out;
-    const farol_op_desc *d = &farol_ops[op];
     if ((d->arity != FAROL_VARIADIC && n > d->arity) || n_save > FAROL_MAX_SAVED) {
         farol_set_error("farol: %s: recorded with %d inputs and %d saved tensors (at most %d and %d)",
                         d->name, n, n_save, d->arity, FAROL_MAX_SAVED);
         farol_release(out);
         return NULL;
     }
-    farol_node *node = node_new(op, n);
+    farol_node *node = node_new(op, d, n);
     if (!node) {
         farol_set_error("farol: %s: out of memory recording the tape", d->name);
         farol_release(out);
@@ -191,7 +203,7 @@ farol_tensor *farol_saved(farol_node *n, int k) {
     if (t && t->storage->version != n->saved_version[k]) {
         farol_set_error("farol: backward: a tensor saved by %s was modified in place after it "
                         "was used (version %u, expected %u); clone it before modifying it",
-                        farol_ops[n->op].name, (unsigned)t->storage->version,
+                        n->desc->name, (unsigned)t->storage->version,
                         (unsigned)n->saved_version[k]);
         return NULL;
     }
@@ -200,34 +212,50 @@ farol_tensor *farol_saved(farol_node *n, int k) {
 
 /* ---- backward ---- */
 
-/* *slot += g, taking over g's reference.  Adds in place when *slot is a
- * private contiguous buffer, which is the common case. */
+/* *slot += g, taking over g's reference; both have the same shape and
+ * dtype (run_node checks what a backward returns).  Adds in place when *slot
+ * is a private contiguous buffer, the common case; otherwise (a gradient
+ * the user holds, a view) into a fresh copy.  A plain loop, not farol_add:
+ * the tape sits below the ops. */
 static int accumulate(farol_tensor **slot, farol_tensor *g) {
     farol_tensor *acc = *slot;
     if (!acc) {
         *slot = g;
         return 0;
     }
-    if (acc->refcount == 1 && acc->storage->refcount == 1 && farol_is_contiguous(acc) &&
-        farol_is_contiguous(g) && acc->dtype == g->dtype && farol_same_shape(acc, g)) {
-        int64_t n = farol_numel(acc);
-        if (acc->dtype == FAROL_F32) {
-            float *a = farol_data(acc);
-            const float *b = farol_data(g);
-            for (int64_t i = 0; i < n; i++) a[i] += b[i];
-        } else {
-            double *a = farol_data(acc);
-            const double *b = farol_data(g);
-            for (int64_t i = 0; i < n; i++) a[i] += b[i];
-        }
+    if (acc->dtype != g->dtype || !farol_same_shape(acc, g) || !farol_is_floating(acc->dtype)) {
+        char a[96], b[96];
+        farol_set_error("farol: backward: cannot add a %s %s gradient to a %s %s one",
+                        farol_shape_str(g->ndim, g->shape, a, sizeof a), farol_dtype_name(g->dtype),
+                        farol_shape_str(acc->ndim, acc->shape, b, sizeof b),
+                        farol_dtype_name(acc->dtype));
         farol_release(g);
-        return 0;
+        return -1;
     }
-    farol_tensor *sum = farol_add(acc, g);
+    if (acc->refcount != 1 || acc->storage->refcount != 1 || !farol_is_contiguous(acc)) {
+        farol_tensor *fresh = farol_empty(acc->ndim, acc->shape, acc->dtype);
+        if (!fresh) {
+            farol_release(g);
+            return -1;
+        }
+        farol_copy_to_buffer(acc, farol_data(fresh), acc->dtype);
+        farol_release(acc);
+        *slot = acc = fresh;
+    }
+    farol_tensor *gc = farol_contig_raw(g);
     farol_release(g);
-    if (!sum) return -1;
-    farol_release(acc);
-    *slot = sum;
+    if (!gc) return -1;
+    int64_t n = farol_numel(acc);
+    if (acc->dtype == FAROL_F32) {
+        float *a = farol_data(acc);
+        const float *b = farol_data(gc);
+        for (int64_t i = 0; i < n; i++) a[i] += b[i];
+    } else {
+        double *a = farol_data(acc);
+        const double *b = farol_data(gc);
+        for (int64_t i = 0; i < n; i++) a[i] += b[i];
+    }
+    farol_release(gc);
     return 0;
 }
 
@@ -293,7 +321,7 @@ static int run_node(farol_node *x, const bool *needed) {
         n_need += e->need;
     }
     if (n_need == 0) return 0;
-    const farol_op_desc *d = &farol_ops[x->op];
+    const farol_op_desc *d = x->desc;
     if (!d->backward) {
         farol_set_error("farol: backward: %s has no backward", d->name);
         return -1;

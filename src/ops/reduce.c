@@ -1,6 +1,7 @@
 /* Reductions over one dim or over everything: sum, mean, var, std, amax,
  * amin, logsumexp, norm, max/min along a dim (values and indices),
- * argmax/argmin, and farol_sum_to (the gradient of every broadcasting op).
+ * argmax/argmin.  (farol_sum_to, the gradient of every broadcasting op, is in
+ * the tensor layer: src/tensor/sum_to.c.)
  *
  * Every reduction sees its input as a contiguous block (outer, n, inner) and
  * reduces the middle dim.  A "line" is the n elements x[o, :, j], at stride
@@ -446,67 +447,4 @@ int farol_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
 }
 int farol_max_dim_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin) {
     return reduce_backward((kind)n->p.reduce.kind, n, gout, gin);
-}
-
-/* ---- farol_sum_to ---- */
-
-/* Sums g over the dims where it was broadcast so it takes the given shape:
- * leading extra dims and dims of size 1 in shape.  Runs of adjacent summed
- * (or kept) dims merge, so a bias gradient (B, T, C) -> (C) is one pass.
- * Returns g itself (retained) when it already has the shape. */
-farol_tensor *farol_sum_to(farol_tensor *g, int ndim, const int64_t *shape) {
-    char b1[96], b2[96];
-    int lead = g->ndim - ndim;
-    bool same = lead == 0, ok = lead >= 0;
-    for (int i = 0; ok && i < ndim; i++) {
-        int64_t gs = g->shape[lead + i];
-        ok = shape[i] == gs || shape[i] == 1;
-        same = same && shape[i] == gs;
-    }
-    if (!ok) {
-        farol_set_error("farol: sum_to: cannot sum a gradient of shape %s to %s",
-                        farol_shape_str(g->ndim, g->shape, b1, sizeof b1),
-                        farol_shape_str(ndim, shape, b2, sizeof b2));
-        return NULL;
-    }
-    if (same) return farol_retain(g);
-    if (!farol_is_floating(g->dtype) && g->dtype != FAROL_I64) {
-        farol_set_error("farol: sum_to: unsupported dtype %s", farol_dtype_name(g->dtype));
-        return NULL;
-    }
-    /* groups of adjacent dims, each summed or kept; size-1 dims join any group */
-    int64_t size[FAROL_MAX_DIMS];
-    bool summed[FAROL_MAX_DIMS];
-    int ng = 0;
-    for (int i = 0; i < g->ndim; i++) {
-        bool r = i < lead || shape[i - lead] == 1;
-        if (g->shape[i] == 1) continue;
-        if (ng > 0 && summed[ng - 1] == r) {
-            size[ng - 1] *= g->shape[i];
-        } else {
-            size[ng] = g->shape[i];
-            summed[ng++] = r;
-        }
-    }
-    farol_tensor *cur = farol_contig_raw(g);
-    for (int k = 0; cur && k < ng; k++) {
-        if (!summed[k]) continue;
-        rplan p = {.dim = 0, .outer = 1, .n = size[k], .inner = 1};
-        for (int i = 0; i < ng; i++) {
-            if (i < k) p.outer *= size[i];
-            if (i > k) p.inner *= size[i];
-        }
-        int64_t m = p.outer * p.inner;
-        farol_tensor *next = farol_empty(1, &m, g->dtype);
-        if (next) run_reduce(K_SUM, next, NULL, cur, &p);
-        farol_release(cur);
-        cur = next;
-        size[k] = 1;
-    }
-    if (!cur) return NULL;
-    int64_t st[FAROL_MAX_DIMS];
-    farol_contiguous_strides(ndim, shape, st);
-    farol_tensor *out = farol_make_view(cur, ndim, shape, st, cur->offset);
-    farol_release(cur);
-    return out;
 }

@@ -2,6 +2,7 @@
 #include "internal.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <stdio.h>
 
 /* float -> int64 as PyTorch truncates, with NaN as 0 and out-of-range values
@@ -122,12 +123,17 @@ farol_tensor *farol_retain(farol_tensor *t) {
     return t;
 }
 
+/* set once by the tape (the same pointer every time), read here */
+static _Atomic(const farol_tape_hooks *) tape_hooks;
+
+void farol_tensor_set_tape_hooks(const farol_tape_hooks *h) {
+    if (atomic_load_explicit(&tape_hooks, memory_order_acquire) != h)
+        atomic_store_explicit(&tape_hooks, h, memory_order_release);
+}
+
 void farol_release(farol_tensor *t) {
     if (!t || --t->refcount > 0) return;
-    if (t->node) {
-        if (t->node->leaf == t) t->node->leaf = NULL;
-        farol_node_release(t->node);
-    }
+    if (t->node) atomic_load_explicit(&tape_hooks, memory_order_acquire)->release_node(t);
     farol_release(t->grad);
     storage_release(t->storage);
     farol_free(t);
@@ -438,7 +444,8 @@ farol_tensor *farol_cast_raw(farol_tensor *t, farol_dtype dt) {
 farol_tensor *farol_contig_raw(farol_tensor *t) { return farol_cast_raw(t, t->dtype); }
 
 int farol_begin_inplace(const char *fn, farol_tensor *t) {
-    if (farol_grad_enabled() && t->requires_grad) {
+    const farol_tape_hooks *h = atomic_load_explicit(&tape_hooks, memory_order_acquire);
+    if (t->requires_grad && h && h->grad_enabled()) {
         farol_set_error("farol: %s: cannot modify in place a tensor that requires a gradient "
                         "(use it inside farol.no_grad, or detach it)", fn);
         return -1;

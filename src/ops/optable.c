@@ -1,6 +1,8 @@
 /* The op table: one descriptor per op, generated from the op list
  * (autograd/oplist.h), indexed by farol_op.  Each backward lives beside its
- * forward in the op's family file (src/ops/<family>.c). */
+ * forward in the op's family file (src/ops/<family>.c).  The table belongs
+ * to the ops layer: an op hands its row to the tape when it records
+ * (farol_record), so the tape never reaches up into the ops. */
 #include "internal.h"
 
 #include <assert.h>
