@@ -1,4 +1,7 @@
-/* Files: safetensors (F32, F64, I64), .npy, and PNG/JPEG images. */
+/* Files: safetensors, .npy, and PNG/JPEG images.  Loading converts what
+ * farol has no dtype for: float16 and bfloat16 to float32, int32/16/8 and
+ * uint32/16/8 to int64, bool to a float32 0/1 mask.  Saving writes float32,
+ * float64 and int64, and floating tensors as float16 or bfloat16 on request. */
 #ifndef FAROL_IO_H
 #define FAROL_IO_H
 
@@ -13,6 +16,8 @@ typedef struct {
     int n_meta;
     char **meta_keys;
     char **meta_values;
+    const char **stored;   /* filled by loaders: each tensor's type in the file
+                            * ("float16", ...: static strings), else NULL */
 } farol_tensor_dict;
 
 /* parse a safetensors image held in memory (len bytes) */
@@ -20,9 +25,17 @@ FAROL_API int farol_safetensors_parse(const unsigned char *buf, size_t len, faro
 FAROL_API int farol_load_safetensors(const char *path, farol_tensor_dict *out);
 /* tensors are written contiguous, names as given, metadata may be empty */
 FAROL_API int farol_save_safetensors(const char *path, const farol_tensor_dict *d);
-/* one array from .npy (float32, float64, int64, little-endian, C or Fortran order) */
+/* the same, floating tensors written as dtype ("float32", "float64",
+ * "float16", "bfloat16"; NULL: as they are) */
+FAROL_API int farol_save_safetensors_as(const char *path, const farol_tensor_dict *d, const char *dtype);
+/* one array from .npy (little-endian, C or Fortran order); *stored, when
+ * given, is set to the type in the file ("float16", ...) */
 FAROL_API farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len);
 FAROL_API farol_tensor *farol_load_npy(const char *path);
+FAROL_API farol_tensor *farol_load_npy_stored(const char *path, const char **stored);
+/* t as a version 1.0 .npy file, floating values as dtype (NULL: as they are;
+ * "float32", "float64", "float16") */
+FAROL_API int farol_save_npy(const char *path, const farol_tensor *t, const char *dtype);
 FAROL_API void farol_dict_free(farol_tensor_dict *d);
 /* the tensor called name, or NULL */
 FAROL_API farol_tensor *farol_dict_get(const farol_tensor_dict *d, const char *name);

@@ -17,6 +17,7 @@ void farol_dict_free(farol_tensor_dict *d) {
     farol_free(d->tensors);
     farol_free(d->meta_keys);
     farol_free(d->meta_values);
+    farol_free(d->stored);
     memset(d, 0, sizeof *d);
 }
 

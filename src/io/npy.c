@@ -2,8 +2,9 @@
  * length (2 bytes little-endian in v1, 4 in v2 and v3), then a Python dict
  * literal padded with spaces and ending in '\n',
  *   {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
- * then the raw array.  farol reads '<f4', '<f8' and '<i8' (little-endian, as
- * the host must be) and turns Fortran order into a C-order tensor.
+ * then the raw array.  farol reads the little-endian types of filedtype.c
+ * (converting those it has no dtype for) and turns Fortran order into a
+ * C-order tensor; it writes version 1.0 files numpy reads.
  *
  * The file is hostile: the dict is parsed by a bounded cursor that accepts
  * only the three keys and never reads past the header, and the data length
@@ -11,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "internal.h"
+#include "io/filedtype.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -22,15 +24,10 @@
 
 static const unsigned char npy_magic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
 
-static const struct {
-    const char *descr;
-    farol_dtype dtype;
-} npy_dtypes[] = {{"<f4", FAROL_F32}, {"<f8", FAROL_F64}, {"<i8", FAROL_I64}};
-
 /* the parsed header */
 typedef struct {
     char descr[24];
-    farol_dtype dtype;
+    const farol_file_dtype *fd;
     bool fortran;
     int ndim;
     int64_t shape[FAROL_MAX_DIMS];
@@ -159,12 +156,9 @@ static int parse_dict(npy_cur *c, npy_header *h) {
     const char *missing = !(seen & DESCR) ? "descr" : !(seen & FORTRAN) ? "fortran_order"
                         : !(seen & SHAPE) ? "shape" : NULL;
     if (missing) return npy_error(c->src, "header lacks '%s'", missing);
-    size_t k = 0, nd = sizeof npy_dtypes / sizeof npy_dtypes[0];
-    while (k < nd && strcmp(h->descr, npy_dtypes[k].descr) != 0) k++;
-    if (k == nd)
-        return npy_error(c->src, "unsupported descr '%s' (farol reads '<f4', '<f8', '<i8')",
-                         h->descr);
-    h->dtype = npy_dtypes[k].dtype;
+    h->fd = farol_fd_by_npy(h->descr);
+    if (!h->fd)
+        return npy_error(c->src, "unsupported descr '%s' (farol reads %s)", h->descr, farol_fd_npy_list());
     return 0;
 }
 
@@ -173,18 +167,18 @@ static const char *strip_prefix(const char *msg) {
     return strncmp(msg, "farol: ", 7) == 0 ? msg + 7 : msg;
 }
 
-/* a tensor of that shape holding a copy of the (maybe unaligned) bytes */
-static farol_tensor *from_bytes(int ndim, const int64_t *shape, farol_dtype dt,
-                                const unsigned char *data, size_t nbytes) {
-    farol_tensor *t = farol_empty(ndim, shape, dt);
-    if (t && nbytes) memcpy(farol_data(t), data, nbytes);
+/* a tensor of that shape holding the (maybe unaligned) values, converted */
+static farol_tensor *from_bytes(int ndim, const int64_t *shape, const farol_file_dtype *fd,
+                                const unsigned char *data) {
+    farol_tensor *t = farol_empty(ndim, shape, fd->to);
+    if (t) farol_fd_decode(fd, data, farol_numel(t), farol_data(t));
     return t;
 }
 
 /* Fortran-order data of shape s: read it as the reversed shape in C order,
  * view that transposed back to s, and copy to C order. */
 static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data, size_t nbytes) {
-    if (nbytes == 0) return from_bytes(h->ndim, h->shape, h->dtype, data, 0);  /* no order to fix */
+    if (nbytes == 0) return from_bytes(h->ndim, h->shape, h->fd, data);  /* no order to fix */
     int n = h->ndim;
     int64_t rev[FAROL_MAX_DIMS], strides[FAROL_MAX_DIMS], step = 1;
     for (int i = 0; i < n; i++) {
@@ -192,7 +186,7 @@ static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data
         strides[i] = step;     /* dim i of s moves by the product of dims before it */
         step *= h->shape[i];
     }
-    farol_tensor *raw = from_bytes(n, rev, h->dtype, data, nbytes);
+    farol_tensor *raw = from_bytes(n, rev, h->fd, data);
     if (!raw) return NULL;
     farol_tensor *view = farol_make_view(raw, n, h->shape, strides, 0);
     farol_tensor *out = view ? farol_contig_raw(view) : NULL;
@@ -201,7 +195,8 @@ static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data
     return out;
 }
 
-static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src) {
+static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src,
+                              const char **stored) {
     if (len < 10) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
     if (memcmp(buf, npy_magic, sizeof npy_magic) != 0)
         return npy_error(src, "not a .npy file (bad magic)"), NULL;
@@ -235,7 +230,7 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
             return npy_error(src, "shape overflows the element count"), NULL;
     }
     int64_t numel = empty ? 0 : span;
-    if (__builtin_mul_overflow(numel, (int64_t)farol_dtype_size(h.dtype), &nbytes))
+    if (__builtin_mul_overflow(numel, (int64_t)h.fd->size, &nbytes))
         return npy_error(src, "shape overflows the byte count"), NULL;
     size_t have = len - start - hlen;
     if ((uint64_t)nbytes > have) {
@@ -247,7 +242,8 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
     const unsigned char *data = buf + start + hlen;
     size_t n = (size_t)nbytes;
     farol_tensor *t = h.fortran && h.ndim > 1 ? from_fortran(&h, data, n)
-                                              : from_bytes(h.ndim, h.shape, h.dtype, data, n);
+                                              : from_bytes(h.ndim, h.shape, h.fd, data);
+    if (t && stored) *stored = h.fd->name;
     if (!t) {
         char why[256];
         snprintf(why, sizeof why, "%s", strip_prefix(farol_last_error()));
@@ -258,11 +254,13 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
 
 farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len) {
     if (!buf && len) return npy_error("buffer", "NULL data of %zu bytes", len), NULL;
-    return npy_read(buf, len, "buffer");
+    return npy_read(buf, len, "buffer", NULL);
 }
 
 /* .npy files hold one array: read it whole, then parse. */
-farol_tensor *farol_load_npy(const char *path) {
+farol_tensor *farol_load_npy(const char *path) { return farol_load_npy_stored(path, NULL); }
+
+farol_tensor *farol_load_npy_stored(const char *path, const char **stored) {
     if (!path) return npy_error("(null)", "no path"), NULL;
     char why[160];
     uint64_t fsize = 0;
@@ -277,9 +275,61 @@ farol_tensor *farol_load_npy(const char *path) {
         npy_error(path, "cannot read %zu bytes (%s)", size,
                   ferror(f) ? strerror(errno) : "file shrank");
     } else {
-        t = npy_read(buf, size, path);
+        t = npy_read(buf, size, path, stored);
     }
     farol_free(buf);
     fclose(f);
     return t;
+}
+
+/* ---- writing: {'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }
+ * padded with spaces to a multiple of 64 bytes with the 10-byte preamble,
+ * ending in '\n', as numpy writes it; path + ".tmp" renamed over path */
+int farol_save_npy(const char *path, const farol_tensor *t, const char *dtype) {
+    if (!path) return farol_set_error("farol: save: (null): no path"), -1;
+    if (!t) return farol_set_error("farol: save: %s: no tensor", path), -1;
+    const farol_file_dtype *as = NULL;
+    if (dtype && !(as = farol_save_dtype(path, dtype, true))) return -1;
+    const farol_file_dtype *fd = as && farol_is_floating(t->dtype) ? as : farol_fd_of(t->dtype);
+    char head[512];
+    int len = snprintf(head, sizeof head, "{'descr': '%s', 'fortran_order': False, 'shape': (", fd->npy);
+    for (int i = 0; i < t->ndim; i++)
+        len += snprintf(head + len, sizeof head - (size_t)len, "%s%lld%s", i ? ", " : "",
+                        (long long)t->shape[i], t->ndim == 1 ? "," : "");
+    len += snprintf(head + len, sizeof head - (size_t)len, "), }");
+    int total = (10 + len + 1 + 63) / 64 * 64;   /* preamble, dict, '\n' */
+    int hlen = total - 10;
+    memset(head + len, ' ', (size_t)(hlen - 1 - len));
+    head[hlen - 1] = '\n';
+
+    size_t plen = strlen(path);
+    char *tmp = farol_malloc(plen + 5);
+    if (!tmp) return farol_set_error("farol: save: %s: out of memory", path), -1;
+    memcpy(tmp, path, plen);
+    memcpy(tmp + plen, ".tmp", 5);
+    int rc = 0;
+    FILE *f = fopen(tmp, "wb");
+    if (!f) {
+        farol_set_error("farol: save: %s: cannot open '%s' for writing (%s)", path, tmp, strerror(errno));
+        rc = -1;
+    } else {
+        unsigned char pre[10] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0, (unsigned char)(hlen & 0xff),
+                                 (unsigned char)(hlen >> 8)};
+        if (fwrite(pre, 1, 10, f) != 10 || fwrite(head, 1, (size_t)hlen, f) != (size_t)hlen) {
+            farol_set_error("farol: save: %s: cannot write the header (%s)", path, strerror(errno));
+            rc = -1;
+        }
+        if (rc == 0) rc = farol_write_values(f, path, "array", t, fd);
+        if (fclose(f) != 0 && rc == 0) {
+            farol_set_error("farol: save: %s: cannot close '%s' (%s)", path, tmp, strerror(errno));
+            rc = -1;
+        }
+        if (rc == 0 && rename(tmp, path) != 0) {
+            farol_set_error("farol: save: %s: cannot rename '%s' to it (%s)", path, tmp, strerror(errno));
+            rc = -1;
+        }
+        if (rc != 0) remove(tmp);
+    }
+    farol_free(tmp);
+    return rc;
 }

@@ -12,6 +12,7 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "internal.h"
+#include "io/filedtype.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -39,22 +40,11 @@ typedef struct {
 /* one tensor entry of the header, validated */
 typedef struct {
     const char *name;           /* owned by the cJSON tree */
-    farol_dtype dtype;
+    const farol_file_dtype *fd; /* as stored */
     int ndim;
     int64_t shape[FAROL_MAX_DIMS];
     uint64_t begin, end;        /* in the data area */
 } st_entry;
-
-static const struct {
-    const char *name;
-    farol_dtype dtype;
-} st_dtypes[] = {{"F32", FAROL_F32}, {"F64", FAROL_F64}, {"I64", FAROL_I64}};
-
-static const char *st_dtype_name(farol_dtype dt) {
-    for (size_t i = 0; i < sizeof st_dtypes / sizeof st_dtypes[0]; i++)
-        if (st_dtypes[i].dtype == dt) return st_dtypes[i].name;
-    return "?";
-}
 
 __attribute__((format(printf, 3, 4)))
 static int io_error(const char *verb, const char *name, const char *fmt, ...) {
@@ -104,12 +94,10 @@ static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st
 
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(item, "dtype");
     if (!cJSON_IsString(dt)) return load_error(s, "tensor '%.64s': missing or invalid dtype", nm);
-    size_t k = 0, nd = sizeof st_dtypes / sizeof st_dtypes[0];
-    while (k < nd && strcmp(dt->valuestring, st_dtypes[k].name) != 0) k++;
-    if (k == nd)
+    e->fd = farol_fd_by_st(dt->valuestring);
+    if (!e->fd)
         return load_error(s, "tensor '%.64s': unsupported dtype '%.16s' "
-                          "(farol reads F32, F64, I64)", nm, dt->valuestring);
-    e->dtype = st_dtypes[k].dtype;
+                          "(farol reads %s)", nm, dt->valuestring, farol_fd_st_list());
 
     const cJSON *shape = cJSON_GetObjectItemCaseSensitive(item, "shape");
     if (!cJSON_IsArray(shape)) return load_error(s, "tensor '%.64s': shape is not an array", nm);
@@ -131,7 +119,7 @@ static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st
     }
     e->ndim = n;
     int64_t numel = empty ? 0 : span, nbytes;
-    if (__builtin_mul_overflow(numel, (int64_t)farol_dtype_size(e->dtype), &nbytes))
+    if (__builtin_mul_overflow(numel, (int64_t)e->fd->size, &nbytes))
         return load_error(s, "tensor '%.64s': shape overflows the byte count", nm);
 
     const cJSON *offs = cJSON_GetObjectItemCaseSensitive(item, "data_offsets");
@@ -150,7 +138,7 @@ static int parse_entry(const st_src *s, const cJSON *item, uint64_t data_len, st
         return load_error(s, "tensor '%.64s': data_offsets [%llu, %llu] span %llu bytes but "
                           "%s %s needs %lld", nm, (unsigned long long)e->begin,
                           (unsigned long long)e->end, (unsigned long long)(e->end - e->begin),
-                          st_dtype_name(e->dtype), farol_shape_str(n, e->shape, sh, sizeof sh),
+                          e->fd->st, farol_shape_str(n, e->shape, sh, sizeof sh),
                           (long long)nbytes);
     }
     return 0;
@@ -242,10 +230,12 @@ static int read_tensors(const st_src *s, const st_entry *e, int n, uint64_t data
                         farol_tensor_dict *out) {
     out->names = farol_calloc((size_t)n, sizeof *out->names);
     out->tensors = farol_calloc((size_t)n, sizeof *out->tensors);
-    if (!out->names || !out->tensors) return load_error(s, "out of memory for %d tensors", n);
+    out->stored = farol_calloc((size_t)n, sizeof *out->stored);
+    if (!out->names || !out->tensors || !out->stored)
+        return load_error(s, "out of memory for %d tensors", n);
     for (int i = 0; i < n; i++) {
         char *nm = dup_str(e[i].name);
-        farol_tensor *t = farol_empty(e[i].ndim, e[i].shape, e[i].dtype);
+        farol_tensor *t = farol_empty(e[i].ndim, e[i].shape, e[i].fd->to);
         if (!nm || !t) {
             char why[256];
             const char *err = nm ? strip_prefix(farol_last_error()) : "out of memory";
@@ -256,9 +246,20 @@ static int read_tensors(const st_src *s, const st_entry *e, int n, uint64_t data
         }
         out->names[i] = nm;
         out->tensors[i] = t;
+        out->stored[i] = e[i].fd->name;
         out->n = i + 1;
-        if (src_read(s, data_start + e[i].begin, farol_data(t), e[i].end - e[i].begin) < 0)
-            return -1;
+        size_t nbytes = e[i].end - e[i].begin;
+        if (farol_fd_of(e[i].fd->to) == e[i].fd) {  /* farol's own dtype: straight in */
+            if (src_read(s, data_start + e[i].begin, farol_data(t), nbytes) < 0) return -1;
+            continue;
+        }
+        /* converted on the way in, from a buffer the size of the stored bytes */
+        void *raw = farol_malloc(nbytes ? nbytes : 1);
+        if (!raw) return load_error(s, "tensor '%.64s': out of memory for %zu bytes", e[i].name, nbytes);
+        int rc = src_read(s, data_start + e[i].begin, raw, nbytes);
+        if (rc == 0) farol_fd_decode(e[i].fd, raw, farol_numel(t), farol_data(t));
+        farol_free(raw);
+        if (rc < 0) return -1;
     }
     return 0;
 }
@@ -378,8 +379,13 @@ static bool add_uint_array(cJSON *obj, const char *key, int n, const int64_t *v)
     return true;
 }
 
+/* how t is written: floating tensors as `as` when given, the rest as they are */
+static const farol_file_dtype *stored_as(const farol_tensor *t, const farol_file_dtype *as) {
+    return as && farol_is_floating(t->dtype) ? as : farol_fd_of(t->dtype);
+}
+
 /* The header JSON (unpadded, cJSON-allocated), or NULL with the error set. */
-static char *build_header(const char *path, const farol_tensor_dict *d) {
+static char *build_header(const char *path, const farol_tensor_dict *d, const farol_file_dtype *as) {
     cJSON *root = cJSON_CreateObject();
     bool ok = root != NULL;
     if (ok && d->n_meta > 0) {
@@ -391,9 +397,10 @@ static char *build_header(const char *path, const farol_tensor_dict *d) {
     int64_t off = 0;
     for (int i = 0; ok && i < d->n; i++) {
         const farol_tensor *t = d->tensors[i];
-        int64_t range[2] = {off, off + farol_numel(t) * (int64_t)farol_dtype_size(t->dtype)};
+        const farol_file_dtype *fd = stored_as(t, as);
+        int64_t range[2] = {off, off + farol_numel(t) * (int64_t)fd->size};
         cJSON *e = cJSON_AddObjectToObject(root, d->names[i]);
-        ok = e && cJSON_AddStringToObject(e, "dtype", st_dtype_name(t->dtype)) &&
+        ok = e && cJSON_AddStringToObject(e, "dtype", fd->st) &&
              add_uint_array(e, "shape", t->ndim, t->shape) &&
              add_uint_array(e, "data_offsets", 2, range);
         off = range[1];
@@ -438,32 +445,62 @@ static int check_dict(const char *path, const farol_tensor_dict *d) {
     return rc;
 }
 
-/* The values of t, contiguous in logical order: 0, or -1 with the error set. */
-static int write_tensor(FILE *f, const char *path, const char *name, const farol_tensor *t) {
-    size_t nbytes = (size_t)farol_numel(t) * farol_dtype_size(t->dtype);
+/* The values of t, contiguous in logical order, as fd: 0, or -1 with the
+ * error set.  Shared with the .npy writer. */
+int farol_write_values(FILE *f, const char *path, const char *name, const farol_tensor *t,
+                       const farol_file_dtype *fd) {
+    int64_t n = farol_numel(t);
+    size_t nbytes = (size_t)n * (size_t)fd->size;
     if (nbytes == 0) return 0;
-    void *tmp = NULL;
+    void *tmp = NULL, *half = NULL;
     const void *src = farol_data(t);
-    if (!farol_is_contiguous(t)) {
-        tmp = farol_malloc(nbytes);
-        if (!tmp) return save_error(path, "out of memory copying tensor '%.64s'", name);
-        farol_copy_to_buffer(t, tmp, t->dtype);
-        src = tmp;
+    if (fd->to != t->dtype || fd != farol_fd_of(fd->to) || !farol_is_contiguous(t)) {
+        /* farol_copy_to_buffer converts between farol's dtypes; halves go
+         * through float32 */
+        farol_dtype via = fd->size == 2 ? FAROL_F32 : fd->to;
+        tmp = farol_malloc((size_t)n * farol_dtype_size(via));
+        if (fd->size == 2) half = farol_malloc(nbytes);
+        if (!tmp || (fd->size == 2 && !half)) {
+            farol_free(tmp);
+            farol_free(half);
+            return save_error(path, "out of memory copying tensor '%.64s'", name);
+        }
+        farol_copy_to_buffer(t, tmp, via);
+        if (half) farol_fd_encode_half(fd, tmp, n, half);
+        src = half ? half : tmp;
     }
     int rc = 0;
     if (fwrite(src, 1, nbytes, f) != nbytes)
         rc = save_error(path, "cannot write tensor '%.64s' (%s)", name, strerror(errno));
     farol_free(tmp);
+    farol_free(half);
     return rc;
 }
 
 /* Writes path + ".tmp" and renames it over path, so a failed save never
  * leaves a half-written file under the real name. */
+/* a dtype a floating tensor can be written as, or NULL with the error set */
+const farol_file_dtype *farol_save_dtype(const char *path, const char *dtype, bool npy) {
+    const farol_file_dtype *fd = farol_fd_by_name(dtype);
+    if (!fd || fd->to == FAROL_I64 || fd->kind == FD_BOOL || (npy && !fd->npy)) {
+        save_error(path, "cannot write floating tensors as '%s' (%s: float32, float64, float16%s)",
+                   dtype, npy ? ".npy takes" : "valid", npy ? "" : ", bfloat16");
+        return NULL;
+    }
+    return fd;
+}
+
 int farol_save_safetensors(const char *path, const farol_tensor_dict *d) {
+    return farol_save_safetensors_as(path, d, NULL);
+}
+
+int farol_save_safetensors_as(const char *path, const farol_tensor_dict *d, const char *dtype) {
     if (!path) return save_error("(null)", "no path");
     if (!d) return save_error(path, "no dict");
+    const farol_file_dtype *as = NULL;
+    if (dtype && !(as = farol_save_dtype(path, dtype, false))) return -1;
     if (check_dict(path, d) < 0) return -1;
-    char *json = build_header(path, d);
+    char *json = build_header(path, d, as);
     if (!json) return -1;
     size_t hlen = strlen(json), padded = (hlen + 7) / 8 * 8;
     size_t plen = strlen(path);
@@ -486,7 +523,7 @@ int farol_save_safetensors(const char *path, const farol_tensor_dict *d) {
         for (size_t i = hlen; ok && i < padded; i++) ok = fputc(' ', f) != EOF;
         if (!ok) rc = save_error(path, "cannot write the header (%s)", strerror(errno));
         for (int i = 0; rc == 0 && i < d->n; i++)
-            rc = write_tensor(f, path, d->names[i], d->tensors[i]);
+            rc = farol_write_values(f, path, d->names[i], d->tensors[i], stored_as(d->tensors[i], as));
         if (fclose(f) != 0 && rc == 0)
             rc = save_error(path, "cannot close '%s' (%s)", tmp, strerror(errno));
         if (rc == 0 && rename(tmp, path) != 0)

@@ -24,12 +24,17 @@ static int dict_gc(lua_State *L) {
     return 0;
 }
 
-/* farol.load(path) -> {name = tensor}, metadata (safetensors); a tensor (.npy) */
+/* farol.load(path) -> {name = tensor}, metadata, {name = stored dtype}
+ * (safetensors); tensor, nil, stored dtype (.npy) */
 static int l_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
+    if (lua_gettop(L) > 1) return farol_error(L, "farol: load: takes one argument (path), got %d", lua_gettop(L));
     if (ends_with(path, ".npy")) {
-        push_tensor(L, farol_load_npy(path));
-        return 1;
+        const char *stored = NULL;
+        push_tensor(L, farol_load_npy_stored(path, &stored));
+        lua_pushnil(L);
+        lua_pushstring(L, stored);
+        return 3;
     }
     /* the dict lives in a collectable userdata (liolib's pattern): whatever
      * raises below, the GC frees what was not handed over */
@@ -45,27 +50,86 @@ static int l_load(lua_State *L) {
         lua_pushstring(L, d->meta_values[i]);
         lua_setfield(L, -2, d->meta_keys[i]);
     }
+    lua_createtable(L, 0, d->n);  /* stored dtypes */
+    for (int i = 0; i < d->n; i++) {
+        lua_pushstring(L, d->stored[i]);
+        lua_setfield(L, -2, d->names[i]);
+    }
     for (int i = 0; i < d->n; i++) {
         lua_pushstring(L, d->names[i]);
         tensor_box *b = push_empty_box(L);
         box_set(L, b, d->tensors[i]);
         d->tensors[i] = NULL;
-        lua_settable(L, -4);
+        lua_settable(L, -5);
     }
     farol_dict_free(d);
-    return 2;
+    return 3;
 }
 
 static int by_name(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-/* farol.save(path, {name = tensor} [, metadata]) */
+/* the string option k of the options table at o, or NULL */
+static const char *opt_string(lua_State *L, int o, const char *k) {
+    if (!o) return NULL;
+    lua_getfield(L, o, k);
+    if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        return NULL;
+    }
+    if (lua_type(L, -1) != LUA_TSTRING)
+        farol_error(L, "farol: save: option %s must be a string, got %s", k, luaL_typename(L, -1));
+    const char *v = lua_tostring(L, -1);  /* kept alive by the options table */
+    lua_pop(L, 1);
+    return v;
+}
+
+/* farol.save(path.npy, tensor or {name = tensor} [, {dtype = ...}]) */
+static int save_npy(lua_State *L, const char *path, int o) {
+    int tv = 2;
+    if (lua_istable(L, 2)) {
+        int n = 0;
+        for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) n++;
+        if (n != 1)
+            return farol_error(L, "farol: save: %s: a .npy file holds one tensor, got a table of %d entries",
+                               path, n);
+        lua_pushnil(L);
+        lua_next(L, 2);
+        tv = lua_gettop(L);
+    }
+    tensor_box *b = luaL_testudata(L, tv, FAROL_TENSOR_MT);
+    if (!b) return farol_error(L, "farol: save: %s: expected a tensor, got %s", path, luaL_typename(L, tv));
+    if (!b->t) return farol_error(L, "farol: save: %s: the tensor was freed", path);
+    if (o) {
+        lua_getfield(L, o, "metadata");
+        if (!lua_isnil(L, -1)) return farol_error(L, "farol: save: %s: .npy files have no metadata", path);
+        lua_pop(L, 1);
+    }
+    if (farol_save_npy(path, b->t, opt_string(L, o, "dtype")) < 0) return raise_error(L);
+    return 0;
+}
+
+/* farol.save(path, {name = tensor} [, {dtype = ..., metadata = {...}}]):
+ * the format by the extension, .safetensors or .npy */
 static int l_save(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    luaL_checktype(L, 2, LUA_TTABLE);
-    if (!lua_isnoneornil(L, 3)) luaL_checktype(L, 3, LUA_TTABLE);
+    if (lua_gettop(L) > 3)
+        return farol_error(L, "farol: save: takes (path, tensors [, options]), got %d arguments", lua_gettop(L));
+    static const char *const valid[] = {"dtype", "metadata", NULL};
+    int o = farol_lua_check_options(L, 3, "save", valid);
     lua_settop(L, 3);
+    if (ends_with(path, ".npy")) return save_npy(L, path, o);
+    if (!ends_with(path, ".safetensors"))
+        return farol_error(L, "farol: save: %s: unknown extension (farol writes .safetensors and .npy)", path);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    const char *dtype = opt_string(L, o, "dtype");
+    /* the metadata table at slot 4 (the options stay at 3: they hold dtype) */
+    if (o) lua_getfield(L, o, "metadata");
+    else lua_pushnil(L);
+    const int mi = 4;
+    if (!lua_isnil(L, mi) && !lua_istable(L, mi))
+        return farol_error(L, "farol: save: option metadata must be a table, got %s", luaL_typename(L, mi));
     int n = 0, n_meta = 0;
     for (lua_pushnil(L); lua_next(L, 2); lua_pop(L, 1)) {
         if (lua_type(L, -2) != LUA_TSTRING)
@@ -78,8 +142,8 @@ static int l_save(lua_State *L) {
                               luaL_typename(L, -1));
         n++;
     }
-    if (!lua_isnil(L, 3))
-        for (lua_pushnil(L); lua_next(L, 3); lua_pop(L, 1)) {
+    if (!lua_isnil(L, mi))
+        for (lua_pushnil(L); lua_next(L, mi); lua_pop(L, 1)) {
             if (lua_type(L, -2) != LUA_TSTRING || lua_type(L, -1) != LUA_TSTRING)
                 return farol_error(L, "farol: save: metadata keys and values must be strings");
             n_meta++;
@@ -101,12 +165,12 @@ static int l_save(lua_State *L) {
         lua_pop(L, 1);
     }
     k = 0;
-    if (!lua_isnil(L, 3))
-        for (lua_pushnil(L); lua_next(L, 3); lua_pop(L, 1)) {
+    if (!lua_isnil(L, mi))
+        for (lua_pushnil(L); lua_next(L, mi); lua_pop(L, 1)) {
             d.meta_keys[k] = (char *)lua_tostring(L, -2);
             d.meta_values[k++] = (char *)lua_tostring(L, -1);
         }
-    if (farol_save_safetensors(path, &d) < 0) return raise_error(L);
+    if (farol_save_safetensors_as(path, &d, dtype) < 0) return raise_error(L);
     return 0;
 }
 

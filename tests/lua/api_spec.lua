@@ -262,7 +262,7 @@ describe("files", function()
   it("saves and loads float32, float64, int64 and 0-d tensors with metadata", function()
     local t = {a = farol.randn(2, 3), b = farol.randn(4, "float64"), c = farol.tensor({1, 2}, "int64"),
                s = farol.tensor(5, "int64"), v = farol.arange(0, 6):view(2, 3):t()}
-    farol.save(path, t, {note = "hello"})
+    farol.save(path, t, {metadata = {note = "hello"}})
     local back, meta = farol.load(path)
     for k, v in pairs(t) do
       assert.equals(v:dtype(), back[k]:dtype())

@@ -1013,9 +1013,9 @@ describe("files", function()
       '{"a":{"dtype":"F32","shape":[5],"data_offsets":[0,16]}}', string.rep("\0", 16)))
   end, "farol: load:", "tensor 'a': data_offsets [0, 16] span 16 bytes but F32 [5] needs 20")
   bad("load of an unsupported dtype", function()
-    return farol.load(safetensors_file(dir .. "/bf16.safetensors",
-      '{"a":{"dtype":"BF16","shape":[4],"data_offsets":[0,8]}}', string.rep("\0", 8)))
-  end, "farol: load:", "tensor 'a': unsupported dtype 'BF16'")
+    return farol.load(safetensors_file(dir .. "/f8.safetensors",
+      '{"a":{"dtype":"F8_E4M3","shape":[4],"data_offsets":[0,4]}}', string.rep("\0", 4)))
+  end, "farol: load:", "tensor 'a': unsupported dtype 'F8_E4M3'")
   bad("load of a garbage .npy file", function() return farol.load(write_file(dir .. "/bad.npy", "garbage")) end,
       "farol: load:", "bad.npy: 7 bytes, too short for a .npy header")
 
@@ -1029,10 +1029,33 @@ describe("files", function()
       "farol: save: /nonexistent/dir/o.safetensors: cannot open")
   bad("save of a tensor instead of a table", function() farol.save(dir .. "/d.safetensors", x) end,
       "bad argument #2 to 'save'", "table expected, got farol.Tensor")
-  bad("save with metadata that is not strings", function() farol.save(dir .. "/e.safetensors", {a = x}, {k = 5}) end,
-      "farol: save: metadata keys and values must be strings")
-  bad("save with metadata that is not a table", function() farol.save(dir .. "/f.safetensors", {a = x}, 5) end,
-      "bad argument #3 to 'save'", "table expected, got number")
+  bad("save with metadata that is not strings", function()
+    farol.save(dir .. "/e.safetensors", {a = x}, {metadata = {k = 5}})
+  end, "farol: save: metadata keys and values must be strings")
+  bad("save with metadata that is not a table", function()
+    farol.save(dir .. "/f.safetensors", {a = x}, {metadata = 5})
+  end, "farol: save: option metadata must be a table, got number")
+  bad("save with options that are not a table", function() farol.save(dir .. "/f.safetensors", {a = x}, 5) end,
+      "farol: save: options must be a table, got number")
+  bad("save with metadata given the old way (an unknown option)", function()
+    farol.save(dir .. "/f.safetensors", {a = x}, {note = "hi"})
+  end, "farol: save: unknown option 'note' (valid: dtype, metadata)")
+  bad("save to an unknown extension", function() farol.save(dir .. "/g.pt", {a = x}) end,
+      "farol: save: " .. dir .. "/g.pt: unknown extension (farol writes .safetensors and .npy)")
+  bad("save of two tensors to .npy", function() farol.save(dir .. "/h.npy", {a = x, b = x}) end,
+      "farol: save: " .. dir .. "/h.npy: a .npy file holds one tensor, got a table of 2 entries")
+  bad("save of a string to .npy", function() farol.save(dir .. "/i.npy", "x") end,
+      "farol: save: " .. dir .. "/i.npy: expected a tensor, got string")
+  bad("save of metadata to .npy", function() farol.save(dir .. "/j.npy", x, {metadata = {k = "v"}}) end,
+      "farol: save: " .. dir .. "/j.npy: .npy files have no metadata")
+  bad("save as an integer dtype", function() farol.save(dir .. "/k.safetensors", {a = x}, {dtype = "int32"}) end,
+      "farol: save: " .. dir .. "/k.safetensors: cannot write floating tensors as 'int32' (valid: float32, float64, float16, bfloat16)")
+  bad("save to .npy as bfloat16 (numpy has none)", function() farol.save(dir .. "/l.npy", x, {dtype = "bfloat16"}) end,
+      "farol: save: " .. dir .. "/l.npy: cannot write floating tensors as 'bfloat16' (.npy takes: float32, float64, float16)")
+  bad("save with a dtype that is not a string", function() farol.save(dir .. "/m.npy", x, {dtype = 16}) end,
+      "farol: save: option dtype must be a string, got number")
+  bad("load with a stray argument", function() return farol.load(dir .. "/a.safetensors", "x") end,
+      "farol: load: takes one argument (path), got 2")
   bad("save without a path", function() farol.save(nil, {a = x}) end,
       "bad argument #1 to 'save'", "string expected, got nil")
 
