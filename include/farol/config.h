@@ -3,6 +3,8 @@
 #ifndef FAROL_CONFIG_H
 #define FAROL_CONFIG_H
 
+#include <stdbool.h>
+
 #include "farol/export.h"
 
 typedef struct {
@@ -19,5 +21,17 @@ typedef struct {
 
 /* fills *out; the strings are static (valid for the process) */
 FAROL_API void farol_get_config(farol_config_info *out);
+
+/* Fast convolutions on oneDNN (float32 forward and input gradient), on by
+ * default when farol was built with oneDNN; off when the environment has
+ * FAROL_NO_DNNL=1 at the first convolution, or after farol_set_fast_conv(false):
+ * then im2col + BLAS, the reference path. */
+FAROL_API bool farol_fast_conv_available(void);   /* built with oneDNN */
+FAROL_API bool farol_fast_conv_enabled(void);
+FAROL_API void farol_set_fast_conv(bool on);
+/* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (default on): a little
+ * less accurate than direct convolution (relative error ~1e-6 vs ~1e-7) */
+FAROL_API bool farol_conv_winograd_enabled(void);
+FAROL_API void farol_set_conv_winograd(bool on);
 
 #endif

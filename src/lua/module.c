@@ -33,10 +33,34 @@ static void set_str(lua_State *L, const char *key, const char *v) {
     lua_setfield(L, -2, key);
 }
 
-/* farol.config() -> {blas, blas_version, blas_core, blas_core_chosen_by,
- * blas_core_replaced?, dnnl_version?, dnnl_isa?, kernel_isa, threads} */
+/* farol.config([{fast_conv = bool, winograd = bool}]) -> {blas, blas_version,
+ * blas_core, blas_core_chosen_by, blas_core_replaced?, dnnl_version?,
+ * dnnl_isa?, kernel_isa, fast_conv, winograd, threads} */
 static int l_config(lua_State *L) {
-    if (lua_gettop(L) > 0) return farol_error(L, "farol: config: takes no arguments, got %d", lua_gettop(L));
+    int top = lua_gettop(L);
+    if (top > 1) return farol_error(L, "farol: config: takes at most one argument (an options table), got %d", top);
+    if (top == 1) {
+        if (!lua_istable(L, 1))
+            return farol_error(L, "farol: config: options must be a table, got %s", luaL_typename(L, 1));
+        /* check every key before changing anything */
+        for (int pass = 0; pass < 2; pass++) {
+            lua_pushnil(L);
+            while (lua_next(L, 1)) {
+                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
+                bool fast = k && strcmp(k, "fast_conv") == 0, wino = k && strcmp(k, "winograd") == 0;
+                if (!fast && !wino) {
+                    lua_pushvalue(L, -2);
+                    return farol_error(L, "farol: config: unknown option '%s' (expected fast_conv, winograd)",
+                                       luaL_tolstring(L, -1, NULL));
+                }
+                if (!lua_isboolean(L, -1))
+                    return farol_error(L, "farol: config: %s must be a boolean, got %s", k, luaL_typename(L, -1));
+                if (pass == 1 && fast) farol_set_fast_conv(lua_toboolean(L, -1));
+                if (pass == 1 && wino) farol_set_conv_winograd(lua_toboolean(L, -1));
+                lua_pop(L, 1);
+            }
+        }
+    }
     farol_config_info c;
     farol_get_config(&c);
     lua_createtable(L, 0, 9);
@@ -48,6 +72,10 @@ static int l_config(lua_State *L) {
     set_str(L, "dnnl_version", c.dnnl_version);
     set_str(L, "dnnl_isa", c.dnnl_isa);
     set_str(L, "kernel_isa", c.kernel_isa);
+    lua_pushboolean(L, farol_fast_conv_enabled());
+    lua_setfield(L, -2, "fast_conv");
+    lua_pushboolean(L, farol_conv_winograd_enabled());
+    lua_setfield(L, -2, "winograd");
     lua_pushinteger(L, c.threads);
     lua_setfield(L, -2, "threads");
     return 1;

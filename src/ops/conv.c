@@ -678,6 +678,10 @@ static int check_args(const char *fn, const farol_tensor *x, const farol_tensor 
 
 static int conv_forward(const farol_conv_geom *g, farol_dtype dt, char *out, const char *x,
                         const char *w, const char *b) {
+    if (dt == FAROL_F32 && !is_depthwise(g)) {
+        int rc = farol_dnnl_conv_forward(g, (float *)out, (const float *)x, (const float *)w, (const float *)b);
+        if (rc != 0) return rc < 0 ? -1 : 0;
+    }
     if (is_depthwise(g)) {
         depthwise_planes(g, dt, out, NULL, x, w, b);
         return 0;
@@ -733,6 +737,15 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
     int rc = (need_x && !dx) || (need_w && !dw) || (need_b && !db) ? -1 : 0;
     const char *gp = farol_data(gc);
     size_t es = farol_dtype_size(dt);
+    /* the input gradient on oneDNN when it has a fast kernel; dw below */
+    if (rc == 0 && dx && dt == FAROL_F32 && !is_depthwise(&g)) {
+        int r = farol_dnnl_conv_backward_data(&g, farol_data(dx), (const float *)gp, farol_data(w));
+        if (r < 0) rc = -1;
+        if (r > 0) {
+            gin[0] = dx;
+            dx = NULL;
+        }
+    }
 
     if (rc == 0 && (dx || dw) && is_depthwise(&g)) {
         if (dx) depthwise_planes(&g, dt, NULL, farol_data(dx), gp, farol_data(w), NULL);
@@ -771,11 +784,13 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
     farol_release(gc);
     if (rc < 0) {
         farol_release(dx);
+        farol_release(gin[0]);
+        gin[0] = NULL;
         farol_release(dw);
         farol_release(db);
         return -1;
     }
-    gin[0] = dx;
+    if (need_x && !gin[0]) gin[0] = dx;
     gin[1] = dw;
     if (n->n_inputs > 2) gin[2] = db;
     return 0;

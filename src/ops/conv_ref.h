@@ -33,4 +33,13 @@ void farol_conv2d_backward_weight_naive(double *dw, const double *dout, const do
 /* the op table's backward, declared here for the tests that call it directly */
 int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin);
 
+/* oneDNN (conv_dnnl.c), float32, contiguous NCHW: 1 = done, 0 = not taken
+ * (no oneDNN, switched off, or no fast kernel for the shape: use im2col),
+ * -1 = failed with the error set */
+int farol_dnnl_conv_forward(const farol_conv_geom *g, float *out, const float *x, const float *w,
+                            const float *b);
+int farol_dnnl_conv_backward_data(const farol_conv_geom *g, float *dx, const float *gout, const float *w);
+/* how many convolutions (forward or input gradient) ran on oneDNN in this thread */
+int64_t farol_dnnl_conv_runs(void);
+
 #endif

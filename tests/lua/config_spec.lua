@@ -26,7 +26,47 @@ describe("farol.config", function()
     farol.set_num_threads(n)
   end)
 
-  it("refuses arguments", function()
-    assert.has_error(function() farol.config(1) end, "farol: config: takes no arguments, got 1")
+  it("switches the fast convolutions and Winograd, and reports them", function()
+    local c = farol.config()
+    local env_off = (os.getenv("FAROL_NO_DNNL") or "0") ~= "0" and os.getenv("FAROL_NO_DNNL") ~= ""
+    assert.equals(c.dnnl_version ~= nil and not env_off, c.fast_conv)
+    assert.is_false(farol.config{fast_conv = false}.fast_conv)
+    assert.equals(c.dnnl_version ~= nil, farol.config{fast_conv = true}.fast_conv)
+    assert.is_false(farol.config{winograd = false}.winograd)
+    assert.is_true(farol.config{winograd = true}.winograd)
+    farol.config{fast_conv = c.fast_conv}
+    assert.equals(c.fast_conv, farol.config().fast_conv)
+  end)
+
+  it("gives the same convolution results with the fast path on and off", function()
+    farol.manual_seed(5)
+    local x, w, b = farol.randn(2, 16, 12, 10), farol.randn(32, 16, 3, 3), farol.randn(32)
+    local was = farol.config().fast_conv
+    local ys = {}
+    for k, on in ipairs{false, true} do
+      farol.config{fast_conv = on}
+      local xg = x:clone():requires_grad(true)
+      local y = farol.conv2d(xg, w, b, {padding = 1})
+      ys[k] = {y, farol.grad(y:sum(), xg)}
+    end
+    farol.config{fast_conv = was}
+    for i = 1, 2 do
+      local d = (ys[1][i] - ys[2][i]):abs():max():item()
+      assert.is_true(d < 1e-4, "difference " .. d)
+    end
+  end)
+
+  it("refuses bad options", function()
+    assert.has_error(function() farol.config(1) end, "farol: config: options must be a table, got number")
+    assert.has_error(function() farol.config({}, 2) end,
+                     "farol: config: takes at most one argument (an options table), got 2")
+    assert.has_error(function() farol.config{fast = true} end,
+                     "farol: config: unknown option 'fast' (expected fast_conv, winograd)")
+    assert.has_error(function() farol.config{fast_conv = 1} end,
+                     "farol: config: fast_conv must be a boolean, got number")
+    -- nothing changes when one key is wrong
+    local before = farol.config().winograd
+    assert.has_error(function() farol.config{winograd = not before, bogus = 1} end)
+    assert.equals(before, farol.config().winograd)
   end)
 end)
