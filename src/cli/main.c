@@ -63,9 +63,10 @@ static int run_script(lua_State *L, char **argv, int argc, int script) {
 }
 
 /* REPL printing: tensors and other values through tostring, flat arrays of
- * numbers (sizes, for instance) as {a, b, c} */
-static void print_values(lua_State *L, int n) {
-    int base = lua_gettop(L) - n;
+ * numbers (sizes, for instance) as {a, b, c}.  Runs under lua_pcall (see
+ * print_results): a __tostring may raise. */
+static int print_values(lua_State *L) {
+    int n = lua_gettop(L), base = 0;
     for (int i = 1; i <= n; i++) {
         int idx = base + i;
         if (lua_type(L, idx) == LUA_TTABLE && !lua_getmetatable(L, idx)) {
@@ -91,7 +92,17 @@ static void print_values(lua_State *L, int n) {
         printf("%s%s", luaL_tolstring(L, idx, NULL), i < n ? "\t" : "\n");
         lua_pop(L, 1);
     }
-    lua_settop(L, base);
+    return 0;
+}
+
+/* prints the n values at the top, removing them; an error from a
+ * __tostring is reported like any other */
+static int print_results(lua_State *L, int n) {
+    lua_pushcfunction(L, print_values);
+    lua_insert(L, -n - 1);
+    int status = docall(L, n, 0);
+    if (status != LUA_OK) fflush(stdout);
+    return status;
 }
 
 static bool incomplete(lua_State *L, int status) {
@@ -101,15 +112,15 @@ static bool incomplete(lua_State *L, int status) {
     return len >= 5 && strcmp(msg + len - 5, "<eof>") == 0;
 }
 
-/* one line of input into buf (with its newline), prompting on a terminal;
- * false at end of input.  With readline: editing and history. */
-static bool read_line(bool tty, const char *prompt, char *buf, size_t size) {
+/* one line of input, of any length, pushed with its newline, prompting on
+ * a terminal; false at end of input.  With readline: editing and history. */
+static bool read_line(lua_State *L, bool tty, const char *prompt) {
 #ifdef FAROL_READLINE
     if (tty) {
         char *line = readline(prompt);
         if (!line) return false;
         if (line[0]) add_history(line);
-        snprintf(buf, size, "%s\n", line);
+        lua_pushfstring(L, "%s\n", line);
         free(line);
         return true;
     }
@@ -118,21 +129,21 @@ static bool read_line(bool tty, const char *prompt, char *buf, size_t size) {
         fputs(prompt, stdout);
         fflush(stdout);
     }
-    return fgets(buf, (int)size, stdin) != NULL;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len = getline(&line, &cap, stdin);
+    if (len >= 0) lua_pushlstring(L, line, (size_t)len);
+    free(line);
+    return len >= 0;
 }
 
 static void repl(lua_State *L) {
     bool tty = isatty(0);
-    char line[4096];
-    luaL_Buffer chunk;
     if (tty) printf("farol %s (Lua 5.4) -- tensors and Saliency; Ctrl-D to quit\n",
                     (lua_getfield(L, -1, "version"), lua_tostring(L, -1)));
     lua_pop(L, 1);
     for (;;) {
-        if (!read_line(tty, "> ", line, sizeof line)) break;
-        luaL_buffinit(L, &chunk);
-        luaL_addstring(&chunk, line);
-        luaL_pushresult(&chunk);   /* the code so far */
+        if (!read_line(L, tty, "> ")) break;  /* the code so far */
         int status;
         for (;;) {
             /* an expression first, so `x` prints x */
@@ -145,15 +156,14 @@ static void repl(lua_State *L) {
             status = luaL_loadbuffer(L, code, strlen(code), "=stdin");
             if (!incomplete(L, status)) break;
             lua_pop(L, 1);
-            if (!read_line(tty, ">> ", line, sizeof line)) break;
-            lua_pushfstring(L, "%s%s", lua_tostring(L, -1), line);
-            lua_remove(L, -2);
+            if (!read_line(L, tty, ">> ")) break;
+            lua_concat(L, 2);
         }
         lua_remove(L, -2);  /* the code */
         if (status == LUA_OK) {
             int top = lua_gettop(L) - 1;
             status = docall(L, 0, LUA_MULTRET);
-            if (status == LUA_OK && lua_gettop(L) > top) print_values(L, lua_gettop(L) - top);
+            if (status == LUA_OK && lua_gettop(L) > top) status = print_results(L, lua_gettop(L) - top);
         }
         report(L, status);
         lua_settop(L, 0);

@@ -225,3 +225,36 @@ describe("small UB and leaks", function()
     end
   end)
 end)
+
+describe("the REPL", function()
+  local runner = os.getenv("FAROL_RUNNER") or "build/farol"
+  local function repl(input)
+    local path = os.tmpname()
+    local f = assert(io.open(path, "w"))
+    f:write(input)
+    f:close()
+    local p = io.popen(runner .. " < " .. path .. " 2>&1")
+    local out = p:read("a")
+    local ok, _, code = p:close()
+    os.remove(path)
+    return out, ok, code
+  end
+
+  it("reports a __tostring that raises and goes on", function()
+    local out, ok = repl('setmetatable({}, {__tostring = function() error("boom") end})\nprint("after")\n')
+    assert.truthy(out:find("boom", 1, true), out)
+    assert.truthy(out:find("after", 1, true), out)
+    assert.falsy(out:find("PANIC", 1, true), out)
+    assert.is_true(ok)
+  end)
+
+  it("runs a line longer than 4095 bytes as one chunk", function()
+    local terms = {}
+    for i = 1, 3000 do terms[i] = "1" end
+    local line = table.concat(terms, "+")  -- 5999 bytes
+    local out = repl(line .. "\n")
+    assert.equal("3000\n", out)
+    out = repl("x = " .. line .. "\nx\n")
+    assert.equal("3000\n", out)
+  end)
+end)
