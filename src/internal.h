@@ -176,6 +176,10 @@ void farol_aligned_free(void *p);
  * on a FIFO or a device; NULL with the reason written to why otherwise */
 FILE *farol_open_regular(const char *path, char *why, size_t n, uint64_t *size);
 
+/* gives the calling OS thread's OpenMP the process's thread count (OpenMP
+ * keeps one per thread); cheap, called on entry from the Lua binding */
+void farol_sync_num_threads(void);
+
 /* OpenMP: parallelise a loop only above this many elements of work */
 #define FAROL_PAR_MIN 32768
 

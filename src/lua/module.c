@@ -6,10 +6,57 @@
 #include <pthread.h>
 #include <time.h>
 
+/* The thread count is one for the process (src/tensor/threads.c says why).
+ * A state may set it while it is the only lua_State with farol open, or
+ * when no state has set it yet, or to the value in force; otherwise the
+ * call is an error rather than a silent change under the other states'
+ * feet. */
+static pthread_mutex_t threads_lock = PTHREAD_MUTEX_INITIALIZER;
+static int open_states;  /* lua_States with farol open */
+static int chosen;       /* the count a state set, 0 until one did */
+static const char state_key = 's';
+
+static int state_closed(lua_State *L) {
+    pthread_mutex_lock(&threads_lock);
+    open_states--;
+    pthread_mutex_unlock(&threads_lock);
+    return 0;
+}
+
+/* counts this state once, whatever the number of times farol is opened in it */
+static void count_state(lua_State *L) {
+    if (lua_rawgetp(L, LUA_REGISTRYINDEX, &state_key) != LUA_TNIL) {
+        lua_pop(L, 1);
+        return;
+    }
+    lua_pop(L, 1);
+    lua_newuserdatauv(L, 1, 0);
+    lua_createtable(L, 0, 1);
+    lua_pushcfunction(L, state_closed);
+    lua_setfield(L, -2, "__gc");
+    lua_setmetatable(L, -2);
+    pthread_mutex_lock(&threads_lock);
+    open_states++;
+    pthread_mutex_unlock(&threads_lock);
+    lua_rawsetp(L, LUA_REGISTRYINDEX, &state_key);
+}
+
 static int l_set_num_threads(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 1);
     if (n < 1 || n > 1024) return farol_error(L, "farol: set_num_threads: n must be 1 to 1024, got %lld", n);
-    farol_set_num_threads((int)n);
+    pthread_mutex_lock(&threads_lock);
+    int was = chosen, others = open_states - 1;
+    bool refused = was && n != was && others > 0;
+    if (!refused) {
+        chosen = (int)n;
+        farol_set_num_threads((int)n);
+    }
+    pthread_mutex_unlock(&threads_lock);
+    if (refused)
+        return farol_error(L, "farol: set_num_threads: the thread count is one for the whole process "
+                          "(OpenBLAS keeps one); it is %d and %d other lua_State%s with farol %s open, "
+                          "so it cannot change to %lld now (give every state the same count)",
+                          was, others, others > 1 ? "s" : "", others > 1 ? "are" : "is", n);
     return 0;
 }
 
@@ -116,6 +163,7 @@ static void init_threads(void) { farol_set_num_threads(farol_get_num_threads());
 
 int farol_lua_open(lua_State *L) {
     pthread_once(&threads_once, init_threads);
+    count_state(L);
     lua_newtable(L);            /* farol */
     farol_lua_tensor(L);        /* farol methods */
     farol_lua_ops(L);

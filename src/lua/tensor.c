@@ -132,6 +132,7 @@ static void freed_error(lua_State *L, int i) {
 }
 
 farol_tensor *test_tensor(lua_State *L, int i) {
+    farol_sync_num_threads();  /* every op takes its tensors here */
     tensor_box *b = test_box(L, i);
     if (!b) return NULL;
     if (!b->t) freed_error(L, i);
@@ -139,6 +140,7 @@ farol_tensor *test_tensor(lua_State *L, int i) {
 }
 
 farol_tensor *check_tensor(lua_State *L, int i) {
+    farol_sync_num_threads();
     tensor_box *b = check_box(L, i);
     if (!b->t) freed_error(L, i);
     return b->t;

@@ -1,7 +1,13 @@
 /* Several OS threads, each with its own lua_State using farol at the same
  * time, give the results a single thread gives.
  *
- *   threads_lua [threads (2-4, default 4)] [iterations (default 50)]
+ *   threads_lua [threads (2-4, default 4)] [iterations (default 50)] [mixed]
+ *
+ * mixed: the states ask for different thread counts (1, 2, 1, 2): the count
+ * is one for the process, so the first to set it wins and the others get a
+ * clear error and run with it; every result must still be right (compared
+ * within 1e-5 of the largest value: with two threads a sum's order may vary).
+ * Without "mixed" every state asks for 1 thread and results must match bit for bit.
  *
  * First, on the main thread, one state per seed computes the reference
  * results (tests/threads/worker.lua: Saliency of a small CNN, seeded
@@ -41,10 +47,24 @@ typedef struct {
     const results *ref;
     /* failures seen by the thread, per check (written by it, read after join) */
     int bad_attr, bad_random, bad_error, bad_last_error, bad_grad_mode, bad_lua;
+    int threads;          /* the count its state runs with */
+    char set_error[256];  /* set_num_threads' error, if it refused */
     char first_problem[512];
 } worker;
 
 static int passed, failed;
+static bool mixed;
+static int threads_of(int k) { return mixed ? 1 + k % 2 : 1; }
+/* the largest |a - b| over n values, relative to the largest |b| */
+static double rel_diff(const float *a, const float *b, int n) {
+    double d = 0, m = 1e-30;
+    for (int i = 0; i < n; i++) {
+        double e = a[i] > b[i] ? a[i] - b[i] : b[i] - a[i];
+        if (e > d) d = e;
+        if ((b[i] < 0 ? -b[i] : b[i]) > m) m = b[i] < 0 ? -b[i] : b[i];
+    }
+    return d / m;
+}
 
 static void check(bool ok, const char *what) {
     printf("%-6s %s\n", ok ? "ok" : "FAILED", what);
@@ -54,7 +74,7 @@ static void check(bool ok, const char *what) {
 
 /* ---- one state ---- */
 
-static lua_State *open_state(int seed, char *problem, size_t cap) {
+static lua_State *open_state(int seed, int threads, char *problem, size_t cap) {
     lua_State *L = luaL_newstate();
     if (!L) {
         snprintf(problem, cap, "cannot create a lua_State");
@@ -66,7 +86,7 @@ static lua_State *open_state(int seed, char *problem, size_t cap) {
     lua_setfield(L, -2, "farol");
     lua_pop(L, 1);
     if (luaL_loadfile(L, FAROL_THREADS_DIR "/worker.lua") != LUA_OK ||
-        (lua_pushinteger(L, seed), lua_pcall(L, 1, 1, 0)) != LUA_OK) {
+        (lua_pushinteger(L, seed), lua_pushinteger(L, threads), lua_pcall(L, 2, 1, 0)) != LUA_OK) {
         snprintf(problem, cap, "worker.lua: %s", lua_tostring(L, -1));
         lua_close(L);
         return NULL;
@@ -130,7 +150,12 @@ static bool references_ok;
 static void *work(void *arg) {
     worker *w = arg;
     results *r = malloc(sizeof *r);
-    lua_State *L = r ? open_state(w->seed, w->first_problem, sizeof w->first_problem) : NULL;
+    lua_State *L = r ? open_state(w->seed, w->threads, w->first_problem, sizeof w->first_problem) : NULL;
+    if (L) {
+        lua_getfield(L, 1, "set_error");
+        snprintf(w->set_error, sizeof w->set_error, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : "");
+        lua_pop(L, 1);
+    }
     pthread_barrier_wait(&opened);
     pthread_barrier_wait(&go);
     if (!L || !references_ok) {
@@ -145,7 +170,8 @@ static void *work(void *arg) {
             if (w->bad_lua++ == 0) snprintf(w->first_problem, sizeof w->first_problem, "%s", problem);
             continue;
         }
-        if (memcmp(r->attr, w->ref->attr, sizeof r->attr) != 0)
+        if (mixed ? rel_diff(r->attr, w->ref->attr, ATTR_NUMEL) > 1e-5
+                  : memcmp(r->attr, w->ref->attr, sizeof r->attr) != 0)
             note(w, &w->bad_attr, "iteration %d: attribution differs from the single-thread one", it);
         if (memcmp(r->random, w->ref->random, sizeof r->random) != 0)
             note(w, &w->bad_random, "iteration %d: seeded normals differ", it);
@@ -170,11 +196,14 @@ static void compute_references(int n, results *ref) {
     references_ok = true;
     for (int k = 0; k < n && references_ok; k++) {
         char problem[512] = "";
-        lua_State *L = open_state(11 * (k + 1), problem, sizeof problem);
+        /* in the mixed run: the count that won, as the thread states run */
+        lua_State *L = open_state(11 * (k + 1), mixed ? farol_get_num_threads() : 1, problem, sizeof problem);
         references_ok = L && run_once(L, &ref[k], problem, sizeof problem) &&
                         run_once(L, &again, problem, sizeof problem);
         if (!references_ok) printf("reference for seed %d: %s\n", 11 * (k + 1), problem);
-        else repeatable &= memcmp(&again, &ref[k], sizeof again) == 0 &&
+        else repeatable &= (mixed ? rel_diff(again.attr, ref[k].attr, ATTR_NUMEL) <= 1e-5 &&
+                                    memcmp(again.random, ref[k].random, sizeof again.random) == 0
+                                  : memcmp(&again, &ref[k], sizeof again) == 0) &&
                            strcmp(again.error, farol_last_error()) == 0;
         if (L) lua_close(L);
     }
@@ -186,6 +215,7 @@ static void compute_references(int n, results *ref) {
 int main(int argc, char **argv) {
     int n_threads = argc > 1 ? atoi(argv[1]) : MAX_THREADS;
     int iterations = argc > 2 ? atoi(argv[2]) : 50;
+    mixed = argc > 3 && strcmp(argv[3], "mixed") == 0;
     if (n_threads < 2 || n_threads > MAX_THREADS || iterations < 1) {
         fprintf(stderr, "usage: %s [threads 2-%d] [iterations >= 1]\n", argv[0], MAX_THREADS);
         return 2;
@@ -197,7 +227,8 @@ int main(int argc, char **argv) {
     pthread_barrier_init(&opened, NULL, (unsigned)n_threads + 1);
     pthread_barrier_init(&go, NULL, (unsigned)n_threads + 1);
     for (int k = 0; k < n_threads; k++) {
-        w[k] = (worker){.seed = 11 * (k + 1), .iterations = iterations, .ref = &ref[k]};
+        w[k] = (worker){.seed = 11 * (k + 1), .iterations = iterations, .ref = &ref[k],
+                        .threads = threads_of(k)};
         if (pthread_create(&tid[k], NULL, work, &w[k]) != 0) {
             /* the barriers would wait for it forever */
             fprintf(stderr, "threads_lua: cannot start thread %d\n", k + 1);
@@ -212,6 +243,20 @@ int main(int argc, char **argv) {
     pthread_barrier_destroy(&go);
 
     char what[160];
+    if (mixed && references_ok) {
+        /* the count in force is one a state asked for; a state that asked
+         * for another was told, by name */
+        int in_force = farol_get_num_threads(), refused = 0, wrong = 0;
+        for (int k = 0; k < n_threads; k++) {
+            if (w[k].threads == in_force) wrong += w[k].set_error[0] != 0;
+            else refused += strstr(w[k].set_error, "farol: set_num_threads:") != NULL;
+            if (w[k].threads != in_force && !w[k].set_error[0]) wrong++;
+            if (w[k].set_error[0]) printf("thread %d asked for %d threads: %s\n", k + 1, w[k].threads, w[k].set_error);
+        }
+        snprintf(what, sizeof what, "the thread count in force (%d) is one a state asked for; the %d "
+                 "other requests were refused with a farol error", in_force, refused);
+        check((in_force == 1 || in_force == 2) && wrong == 0, what);
+    }
     for (int k = 0; k < n_threads && references_ok; k++) {
         const worker *x = &w[k];
         if (x->first_problem[0]) printf("thread %d (seed %d): %s\n", k + 1, x->seed, x->first_problem);

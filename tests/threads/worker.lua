@@ -3,11 +3,14 @@
 -- a chunk with the seed as its argument; returns a table of functions.
 local farol = require("farol")
 local nn = farol.nn
-local seed = ...
+local seed, threads = ...
 
--- one thread per state: no OpenMP team, and sums in a fixed order, so every
--- result is bitwise reproducible
-farol.set_num_threads(1)
+-- one thread per state by default: no OpenMP team, and sums in a fixed
+-- order, so every result is bitwise reproducible.  In the mixed run the
+-- states ask for different counts; the count is one for the process, so a
+-- state asking for another one than the first gets an error (kept in
+-- W.set_error) and runs with the count in force.
+local set_ok, set_error = pcall(farol.set_num_threads, threads or 1)
 farol.manual_seed(seed)
 local model = nn.Sequential(
   nn.Conv2d(3, 16, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
@@ -19,7 +22,10 @@ local target = {}
 for i = 1, 4 do target[i] = (seed + i) % 10 + 1 end
 local sal = farol.Saliency(model)
 
-local W = {}
+local W = {set_error = not set_ok and set_error or nil}
+
+-- the thread count this state runs with
+function W.threads() return farol.get_num_threads() end
 
 -- Saliency of the CNN: a (4, 3, 32, 32) float32 tensor
 function W.attribute() return sal:attribute(x, target) end
