@@ -74,6 +74,8 @@
     X(DROPOUT, dropout, 1, GRAD)                         \
     X(CROSS_ENTROPY, cross_entropy, 1, GRAD)             \
     X(MSE_LOSS, mse_loss, 2, GRAD)                       \
-    X(PAD, pad, 1, GRAD)
+    X(PAD, pad, 1, GRAD)                                 \
+    /* modified_relu.c (GuidedBackprop's relu) */        \
+    X(MODIFIED_RELU, modified_relu, 1, GRAD)
 
 #endif

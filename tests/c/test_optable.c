@@ -4,6 +4,7 @@
  * really records that op.  A new op line without a case below fails
  * test_every_op_has_a_check. */
 #include "testutil.h"
+#include "attr/core.h"
 
 #include <math.h>
 #include <string.h>
@@ -166,6 +167,13 @@ static farol_tensor *f_pad(void *c, farol_tensor **x) {
     return farol_pad(x[0], 4, (int64_t[]){1, 2, 0, 1}, 0.25);
 }
 
+/* GuidedBackprop's and Deconvolution's relu: its backward is Captum's rule,
+ * not relu's gradient, so run_case checks it against the rule itself */
+static const bool relu_deconv[2] = {false, true};
+static farol_tensor *f_modified_relu(void *c, farol_tensor **x) {
+    return farol_modified_relu(x[0], *(const bool *)c);
+}
+
 /* ---- the cases ---- */
 
 enum { ANY, POSITIVE }; /* input values: standard normal, or |normal| + 0.5 */
@@ -243,6 +251,10 @@ static const opcase cases[] = {
     {FAROL_OP_CROSS_ENTROPY, "cross_entropy", f_cross_entropy, 0, 1, ANY, {2}, {S2(3, 4)}},
     {FAROL_OP_MSE_LOSS, "mse_loss", f_mse_loss, 0, 2, ANY, {2, 2}, {S2(2, 3), S2(2, 3)}},
     {FAROL_OP_PAD, "pad", f_pad, 0, 1, ANY, {2}, {S2(2, 3)}},
+    {FAROL_OP_MODIFIED_RELU, "modified_relu (guided)", f_modified_relu, (void *)&relu_deconv[0], 1,
+     ANY, {2}, {S2(3, 4)}},
+    {FAROL_OP_MODIFIED_RELU, "modified_relu (deconvolution)", f_modified_relu,
+     (void *)&relu_deconv[1], 1, ANY, {2}, {S2(3, 4)}},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
@@ -269,7 +281,21 @@ static void run_case(const opcase *c, uint64_t seed) {
     if (!y->node || y->node->op != c->op)
         fail_msg("%s: the forward recorded %s, expected %s", c->what,
                  y->node ? farol_ops[y->node->op].name : "nothing", farol_ops[c->op].name);
-    if (c->op == FAROL_OP_TO_DTYPE) {
+    if (c->op == FAROL_OP_MODIFIED_RELU) {
+        /* gradient = relu(w) where x > 0 (guided), relu(w) everywhere (deconvolution) */
+        bool deconv = *(const bool *)c->ctx;
+        farol_manual_seed(5);
+        farol_tensor *w = farol_randn(y->ndim, y->shape, FAROL_F64), *g = NULL;
+        assert_non_null(w);
+        assert_int_equal(farol_grad(1, &y, &w, 1, xs, &g), 0);
+        const double *pw = farol_data(w), *px = farol_data(xs[0]), *pg = farol_data(g);
+        for (int64_t e = 0; e < farol_numel(w); e++) {
+            double want = pw[e] > 0 && (deconv || px[e] > 0) ? pw[e] : 0;
+            if (pg[e] != want) fail_msg("%s: element %lld is %g, expected %g", c->what, (long long)e, pg[e], want);
+        }
+        farol_release(g);
+        farol_release(w);
+    } else if (c->op == FAROL_OP_TO_DTYPE) {
         /* d sum(y * w) / dx = w, exactly (w cast back to float64) */
         farol_manual_seed(3);
         farol_tensor *w = farol_randn(y->ndim, y->shape, FAROL_F32), *g = NULL;

@@ -82,7 +82,52 @@ Module.__newindex = track
 Module.__call = function(self, ...)
   local forward = self.forward
   if not forward then fail("%s has no forward method", self.__name or "module") end
-  return forward(self, ...)
+  local hooks = rawget(self, "_forward_hooks")
+  if not hooks or #hooks._order == 0 then return forward(self, ...) end
+  -- as PyTorch: hook(module, inputs, output) after the forward; a value it
+  -- returns replaces the output
+  local inputs = table.pack(...)
+  local out = forward(self, ...)
+  for _, id in ipairs({table.unpack(hooks._order)}) do  -- a hook may remove hooks
+    local fn = hooks[id]
+    if fn then
+      local r = fn(self, inputs, out)
+      if r ~= nil then out = r end
+    end
+  end
+  return out
+end
+
+-- m:register_forward_hook(function(module, inputs, output) ... end) -> a
+-- handle whose :remove() takes the hook off again
+local Handle = {__name = "farol.nn.HookHandle"}
+Handle.__index = Handle
+function Handle:remove()
+  local hooks = rawget(self.module, "_forward_hooks")
+  if not hooks or not hooks[self.id] then return end
+  hooks[self.id] = nil
+  for i, id in ipairs(hooks._order) do
+    if id == self.id then
+      table.remove(hooks._order, i)
+      break
+    end
+  end
+end
+
+local next_hook_id = 0
+function Module:register_forward_hook(fn)
+  if type(fn) ~= "function" and not (getmetatable(fn) and getmetatable(fn).__call) then
+    fail("register_forward_hook: expects a function, got %s", type(fn))
+  end
+  local hooks = rawget(self, "_forward_hooks")
+  if not hooks then
+    hooks = {_order = {}}
+    rawset(self, "_forward_hooks", hooks)
+  end
+  next_hook_id = next_hook_id + 1
+  hooks[next_hook_id] = fn
+  hooks._order[#hooks._order + 1] = next_hook_id
+  return setmetatable({module = self, id = next_hook_id}, Handle)
 end
 
 -- a child pointing back at an ancestor prints as "<cycle>"
@@ -418,6 +463,16 @@ function nn.Sequential:__len() return #self._names end
 
 -- the children's names in order
 function nn.Sequential:names() return table.move(self._names, 1, #self._names, 1, {}) end
+
+-- seq[i] is the i-th child (1-based; PyTorch's seq[i - 1])
+local sequential_class = nn.Sequential.__index
+nn.Sequential.__index = function(self, k)
+  if math.type(k) == "integer" then
+    local name = rawget(self, "_names")[k]
+    return name and rawget(self, name)
+  end
+  return sequential_class[k]
+end
 
 -- element-wise activations: PyTorch's values and gradients at the kinks
 -- (ReLU6 and Hardsigmoid have gradient 0 at their corners, unlike clamp)
