@@ -110,6 +110,15 @@ bool farol_needs_record(int n, farol_tensor *const *inputs);
 farol_tensor *farol_record_op(farol_op op, const farol_op_desc *desc, farol_tensor *out, int n,
                               farol_tensor *const *inputs, int n_save, farol_tensor *const *save,
                               const farol_op_params *params);
+/* Empty shapes.  An op whose output has no element returns at once, after
+ * checking its arguments as usual, with
+ *   if (farol_shape_empty(nd, shape)) return farol_record_empty(FAROL_OP_X, nd, shape, dt, k, ins);
+ * recorded without saved tensors or parameters: the tape never runs the
+ * backward of an output with no element (every input's gradient is zeros). */
+bool farol_shape_empty(int ndim, const int64_t *shape);
+farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
+                                 farol_tensor *const *inputs);
+
 /* saved tensor k, checked against in-place modification since it was saved */
 farol_tensor *farol_saved(farol_node *n, int k);
 

@@ -198,6 +198,17 @@ farol_tensor *farol_record_op(farol_op op, const farol_op_desc *d, farol_tensor 
     return out;
 }
 
+bool farol_shape_empty(int ndim, const int64_t *shape) {
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] == 0) return true;
+    return false;
+}
+
+farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
+                                 farol_tensor *const *inputs) {
+    return farol_record(op, farol_empty(ndim, shape, dt), n, inputs, FAROL_NO_SAVE, NULL);
+}
+
 farol_tensor *farol_saved(farol_node *n, int k) {
     farol_tensor *t = n->saved[k];
     if (t && t->storage->version != n->saved_version[k]) {
@@ -335,7 +346,26 @@ static int run_node(farol_node *x, const bool *needed) {
     }
     stats.nodes_run++;
     stats.input_grads_computed += n_need;
-    int rc = d->backward(x, x->grad, gin);
+    /* An output with no element adds nothing to any input's gradient, and
+     * an input with no element has an empty one: those gradients are zeros
+     * made here, so no backward needs a path for empty shapes. */
+    bool empty_out = farol_numel(x->grad) == 0;
+    int n_run = 0;
+    for (int i = 0; i < x->n_inputs; i++) {
+        farol_edge *e = &x->inputs[i];
+        if (e->need && (empty_out || farol_shape_empty(e->ndim, e->shape))) e->need = false;
+        n_run += e->need;
+    }
+    int rc = n_run ? d->backward(x, x->grad, gin) : 0;
+    for (int i = 0; i < x->n_inputs; i++) {
+        farol_edge *e = &x->inputs[i];
+        bool need = e->fn && needed[e->fn->mark - 1];
+        if (rc == 0 && need && !e->need) {
+            farol_release(gin[i]);
+            if (!(gin[i] = farol_zeros(e->ndim, e->shape, e->dtype))) rc = -1;
+        }
+        e->need = need;
+    }
     for (int i = 0; i < x->n_inputs; i++) {
         farol_edge *e = &x->inputs[i];
         farol_tensor *g = gin[i];

@@ -854,8 +854,10 @@ static int m_narrow(lua_State *L) {
     farol_tensor *t = check_tensor(L, 1);
     if (t->ndim == 0) return farol_error(L, "farol: narrow: a 0-d tensor has no dim to narrow");
     int d = check_dim(L, 2, t->ndim, "narrow");
-    int64_t start = check_index(L, 3, t->shape[d], "narrow");
     lua_Integer len = luaL_checkinteger(L, 4);
+    /* as PyTorch, an empty slice may start just past the end */
+    int64_t start = len == 0 && lua_tointeger(L, 3) == t->shape[d] + 1
+                        ? t->shape[d] : check_index(L, 3, t->shape[d], "narrow");
     if (len < 0 || len > t->shape[d] - start)
         return farol_error(L, "farol: narrow: start %lld with length %lld does not fit in dim %d of size %lld",
                           (lua_Integer)start + 1, len, d + 1, (lua_Integer)t->shape[d]);

@@ -60,7 +60,7 @@ int farol_conv_geom_init(farol_conv_geom *g, const char *fn, const int64_t *xs,
         farol_set_error("farol: %s: groups must be >= 1, got %lld", fn, (long long)groups);
         return -1;
     }
-    if (xs[1] < 1 || ws[0] < 1) {
+    if (xs[1] < 0 || ws[0] < 1) {  /* 0 input channels: the output is the bias */
         farol_set_error("farol: %s: x and w need at least one channel, got %lld and %lld", fn,
                         (long long)xs[1], (long long)ws[0]);
         return -1;
@@ -88,6 +88,11 @@ int farol_conv_geom_init(farol_conv_geom *g, const char *fn, const int64_t *xs,
                         "%lld x %lld is smaller than the kernel %lld x %lld dilated by %lld x %lld",
                         fn, (long long)g->H, (long long)g->W, (long long)g->ph, (long long)g->pw,
                         (long long)g->kh, (long long)g->kw, (long long)g->dh, (long long)g->dw);
+        return -1;
+    }
+    if (g->H == 0 || g->W == 0) {  /* PyTorch: only the batch or the channels may be 0 */
+        farol_set_error("farol: %s: input %lld x %lld is empty: only the batch or the channels "
+                        "may be 0", fn, (long long)g->H, (long long)g->W);
         return -1;
     }
     g->OH = (eh - 1) / g->sh + 1;
@@ -699,16 +704,23 @@ farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, co
     if (check_args("conv2d", x, w, b, 4, "(N, C, H, W)") < 0 ||
         farol_conv_geom_init(&g, "conv2d", x->shape, w->shape, o) < 0)
         return NULL;
+    int64_t shape[4] = {g.N, g.K, g.OH, g.OW};
+    farol_tensor *inputs[3] = {x, w, b};
+    /* an empty batch: here, above every kernel path */
+    if (g.N == 0) return farol_record_empty(FAROL_OP_CONV2D, 4, shape, x->dtype, b ? 3 : 2, inputs);
     farol_tensor *xc = farol_contig_raw(x), *wc = farol_contig_raw(w);
     farol_tensor *bc = b ? farol_contig_raw(b) : NULL;
-    int64_t shape[4] = {g.N, g.K, g.OH, g.OW};
-    farol_tensor *out = xc && wc && (bc || !b) ? farol_empty(4, shape, x->dtype) : NULL;
-    if (out && conv_forward(&g, x->dtype, farol_data(out), farol_data(xc), farol_data(wc),
-                            bc ? farol_data(bc) : NULL) < 0) {
+    farol_tensor *out = xc && wc && (bc || !b) ? (g.C == 0 ? farol_zeros : farol_empty)(4, shape, x->dtype) : NULL;
+    if (out && g.C == 0) {  /* sums over no channel: the bias alone, as linear with no feature */
+        size_t plane = (size_t)(g.K * g.OH * g.OW) * farol_dtype_size(x->dtype);
+        for (int64_t i = 0; i < g.N && bc; i++)
+            fill_bias(x->dtype, (char *)farol_data(out) + i * plane, g.K, g.OH * g.OW, g.OH * g.OW,
+                      farol_data(bc));
+    } else if (out && conv_forward(&g, x->dtype, farol_data(out), farol_data(xc), farol_data(wc),
+                                   bc ? farol_data(bc) : NULL) < 0) {
         farol_release(out);
         out = NULL;
     }
-    farol_tensor *inputs[3] = {x, w, b};
     /* dw needs x and dx needs w; db needs neither */
     out = farol_record(FAROL_OP_CONV2D, out, b ? 3 : 2, inputs,
                        FAROL_SAVE(w->node ? xc : NULL, x->node ? wc : NULL),
@@ -747,7 +759,9 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
         }
     }
 
-    if (rc == 0 && (dx || dw) && is_depthwise(&g)) {
+    if (g.C == 0) {
+        /* dx and dw have no element */
+    } else if (rc == 0 && (dx || dw) && is_depthwise(&g)) {
         if (dx) depthwise_planes(&g, dt, NULL, farol_data(dx), gp, farol_data(w), NULL);
         if (dw) depthwise_weight_grad(&g, dt, farol_data(dw), gp, farol_data(x));
     } else if (rc == 0 && (dx || dw)) {

@@ -112,6 +112,8 @@ farol_tensor *farol_cat(int n, farol_tensor *const *xs, int dim) {
         outer *= shape[i];
     for (int i = d + 1; i < nd; i++)
         rest *= shape[i];
+    if (farol_shape_empty(nd, shape))
+        return farol_record_empty(FAROL_OP_CAT, nd, shape, xs[0]->dtype, n, xs);
     farol_tensor *out = farol_empty(nd, shape, xs[0]->dtype);
     if (!out)
         return NULL;

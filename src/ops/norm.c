@@ -369,6 +369,10 @@ farol_tensor *farol_layer_norm(farol_tensor *x, int nshape, const int64_t *shape
     }
 
     farol_dtype dt = compute_dtype(x, w, b);
+    if (farol_shape_empty(x->ndim, x->shape)) {
+        farol_tensor *ins[3] = {x, w, b};
+        return farol_record_empty(FAROL_OP_LAYER_NORM, x->ndim, x->shape, dt, 3, ins);
+    }
     int64_t R = 1, D = 1;
     for (int i = 0; i < lead; i++) R *= x->shape[i];
     for (int i = lead; i < x->ndim; i++) D *= x->shape[i];

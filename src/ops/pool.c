@@ -89,6 +89,13 @@ static int fixed_geometry(const char *fn, const farol_tensor *x, const farol_poo
         farol_set_error("farol: %s: options with the kernel size are required", fn);
         return -1;
     }
+    for (int i = x->ndim - 3; i < x->ndim; i++)
+        if (x->shape[i] == 0) {  /* as PyTorch: only the batch may be 0 */
+            char sh[96];
+            farol_set_error("farol: %s: x %s has an empty channel or spatial dim (only the batch "
+                            "may be 0)", fn, farol_shape_str(x->ndim, x->shape, sh, sizeof sh));
+            return -1;
+        }
     for (int i = 0; i < 2; i++) {
         k[i] = o->kernel[i];
         s[i] = o->stride[i] == 0 ? k[i] : o->stride[i];
@@ -372,8 +379,8 @@ int farol_avg_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **
 
 farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow) {
     if (check_input("adaptive_avg_pool2d", x) < 0) return NULL;
-    if (oh < 1 || ow < 1) {
-        farol_set_error("farol: adaptive_avg_pool2d: output size must be positive, got %lld x %lld",
+    if (oh < 0 || ow < 0) {
+        farol_set_error("farol: adaptive_avg_pool2d: output size must be non-negative, got %lld x %lld",
                         (long long)oh, (long long)ow);
         return NULL;
     }
@@ -389,6 +396,11 @@ farol_tensor *farol_adaptive_avg_pool2d(farol_tensor *x, int64_t oh, int64_t ow)
                         (long long)x->shape[x->ndim - 2], (long long)x->shape[x->ndim - 1]);
         return NULL;
     }
+    int64_t osz[4];
+    memcpy(osz, x->shape, sizeof osz);
+    osz[x->ndim - 2] = oh, osz[x->ndim - 1] = ow;
+    if (farol_shape_empty(x->ndim, osz))
+        return farol_record_empty(FAROL_OP_ADAPTIVE_AVG_POOL2D, x->ndim, osz, x->dtype, 1, &x);
     pool_plan p;
     if (plan_alloc(&p, "adaptive_avg_pool2d", x->ndim, x->shape, oh, ow) < 0) return NULL;
     adaptive_axis(p.H, oh, p.h0, p.h1, p.hn);

@@ -302,7 +302,13 @@ static farol_tensor *reduce_op(kind k, farol_tensor *x, int dim, bool keepdim,
     farol_tensor *out = want_values ? farol_empty(p.ondim, p.oshape, x->dtype) : NULL;
     farol_tensor *idx = indices ? farol_empty(p.ondim, p.oshape, FAROL_I64) : NULL;
     if ((want_values && !out) || (indices && !idx)) goto fail;
-    run_reduce(k, out, idx ? farol_data(idx) : NULL, xc, &p);
+    if (p.n == 0) {  /* over nothing: PyTorch's value, without visiting the other dims */
+        static const double empty_value[] = {[K_SUM] = 0, [K_MEAN] = NAN, [K_VAR] = NAN,
+                                             [K_STD] = NAN, [K_LSE] = -INFINITY, [K_NORM] = 0};
+        if (farol_fill_(out, empty_value[k]) < 0) goto fail;
+    } else {
+        run_reduce(k, out, idx ? farol_data(idx) : NULL, xc, &p);
+    }
 
     farol_tensor *ins[1] = {x};
     if (out && farol_is_floating(x->dtype)) {

@@ -132,6 +132,10 @@ static farol_tensor *softmax_op(bool logsm, farol_tensor *x, int dim) {
     if (farol_check_float(fn, "x", x) < 0) return NULL;
     int d = farol_norm_dim(fn, dim, x->ndim);
     if (d < 0) return NULL;
+    farol_tensor *ins[1] = {x};
+    farol_op op = logsm ? FAROL_OP_LOG_SOFTMAX : FAROL_OP_SOFTMAX;
+    if (farol_shape_empty(x->ndim, x->shape))
+        return farol_record_empty(op, x->ndim, x->shape, x->dtype, 1, ins);
     int64_t outer, n, inner;
     split_at(x->ndim, x->shape, d, &outer, &n, &inner);
     farol_tensor *xc = farol_contig_raw(x);
@@ -144,9 +148,7 @@ static farol_tensor *softmax_op(bool logsm, farol_tensor *x, int dim) {
     else forward_f64(logsm, farol_data(out), farol_data(xc), outer, n, inner);
     farol_release(xc);
 
-    farol_tensor *ins[1] = {x};
-    return farol_record(logsm ? FAROL_OP_LOG_SOFTMAX : FAROL_OP_SOFTMAX, out, 1, ins,
-                        FAROL_SAVE(out), &(farol_op_params){.dim = {d}});
+    return farol_record(op, out, 1, ins, FAROL_SAVE(out), &(farol_op_params){.dim = {d}});
 }
 
 farol_tensor *farol_softmax(farol_tensor *x, int dim) { return softmax_op(false, x, dim); }

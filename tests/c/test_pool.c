@@ -220,8 +220,8 @@ static void test_pool_errors(void **state) {
     ERR_HAS("max_pool2d");
     assert_null(farol_max_pool2d(x, NULL));
     ERR_HAS("options");
-    assert_null(farol_adaptive_avg_pool2d(x, 0, 2));
-    ERR_HAS("adaptive_avg_pool2d: output size must be positive, got 0 x 2");
+    assert_null(farol_adaptive_avg_pool2d(x, -1, 2));
+    ERR_HAS("adaptive_avg_pool2d: output size must be non-negative, got -1 x 2");
     assert_null(farol_adaptive_avg_pool2d(x2, 1, 1));
     ERR_HAS("adaptive_avg_pool2d: x must be 3-D");
     farol_tensor *empty = farol_zeros(4, (int64_t[]){1, 1, 0, 3}, FAROL_F32);
