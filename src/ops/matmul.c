@@ -305,6 +305,8 @@ farol_tensor *farol_matmul(farol_tensor *a, farol_tensor *b) {
         farol_set_error("farol: matmul: the result would have more than %d dims", FAROL_MAX_DIMS);
         return NULL;
     }
+    if (farol_shape_empty(ond, oshape))
+        return farol_record_empty(FAROL_OP_MATMUL, ond, oshape, a->dtype, 2, (farol_tensor *[]){a, b});
     farol_tensor *ac = gemm_ready(a, true), *bc = ac ? gemm_ready(b, false) : NULL;
     farol_tensor *out = bc ? farol_empty(ond, oshape, a->dtype) : NULL;
     if (!out) goto fail;
@@ -411,6 +413,12 @@ farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
         return NULL;
     }
     if (too_big("linear", 1, outf, in)) return NULL;
+    int64_t eshape[FAROL_MAX_DIMS];
+    memcpy(eshape, x->shape, (x->ndim - 1) * sizeof *eshape);
+    eshape[x->ndim - 1] = outf;
+    if (farol_shape_empty(x->ndim, eshape))
+        return farol_record_empty(FAROL_OP_LINEAR, x->ndim, eshape, x->dtype, b ? 3 : 2,
+                                  (farol_tensor *[]){x, w, b});
     mat xm, wm;
     farol_tensor *xc = farol_retain(x), *wc = farol_retain(w), *bc = NULL, *out = NULL;
     if (!rows_of(xc, &xm)) {

@@ -435,7 +435,9 @@ void farol_copy_to_buffer(const farol_tensor *src, void *dst, farol_dtype dt) {
 }
 
 farol_tensor *farol_cast_raw(farol_tensor *t, farol_dtype dt) {
-    if (t->dtype == dt && farol_is_contiguous(t)) return farol_retain(t);
+    /* an empty t counts as contiguous whatever its strides: kernels get a
+     * fresh one with the strides its shape implies */
+    if (t->dtype == dt && farol_is_contiguous(t) && farol_numel(t) > 0) return farol_retain(t);
     farol_tensor *out = farol_empty(t->ndim, t->shape, dt);
     if (out) farol_copy_to_buffer(t, farol_data(out), dt);
     return out;

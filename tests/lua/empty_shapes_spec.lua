@@ -104,6 +104,28 @@ describe("empty shapes, beyond the table", function()
     H.close(b.grad, farol.zeros(4), 0, 0, "b.grad")
   end)
 
+  it("runs attention, transformer and recurrent layers on empty batches as PyTorch", function()
+    local nn = farol.nn
+    local m = nn.MultiheadAttention(4, 2, {batch_first = true})
+    farol.no_grad(function() m.out_proj.bias:fill_(0.5) end)
+    -- no key to attend to: the weights are empty, the output the projection's bias
+    H.close(m(farol.randn(2, 3, 4), farol.zeros(2, 0, 4), farol.zeros(2, 0, 4)),
+            farol.full({2, 3, 4}, 0.5), 0, 0, "attention over 0 keys")
+    assert.same({0, 3, 4}, m(farol.zeros(0, 3, 4), farol.zeros(0, 3, 4), farol.zeros(0, 3, 4)):size())
+    local t = nn.TransformerEncoderLayer(4, 2, {dim_feedforward = 8, batch_first = true})
+    assert.same({0, 3, 4}, t(farol.zeros(0, 3, 4)):size())
+    assert.same({2, 0, 4}, t(farol.zeros(2, 0, 4)):size())
+    for _, cls in ipairs({"LSTM", "GRU"}) do
+      local r = nn[cls](3, 4, {batch_first = true})
+      local x = farol.zeros(0, 5, 3):requires_grad(true)
+      local y = r(x)
+      assert.same({0, 5, 4}, y:size())
+      assert.same({0, 5, 3}, farol.grad(y, x, farol.zeros(0, 5, 4)):size())
+      H.fails(function() return r(farol.zeros(2, 0, 3)) end,
+              "farol: nn." .. cls .. ": the sequence length must be at least 1 (input [2, 0, 3])")()
+    end
+  end)
+
   it("Saliency of a CNN on 0 examples gives 0 attributions", function()
     local nn = farol.nn
     local model = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),

@@ -85,8 +85,9 @@ for d in range(3):
     case(f"eq [{sh(s)}]", "a:eq(b)", lambda a, b: torch.eq(a, b).to(a.dtype),
          [f(*s, grad=False), f(*s[1:], grad=False)])
     for op in ("abs", "exp", "log", "sqrt", "rsqrt", "sin", "cos", "tanh", "sigmoid", "relu",
-               "gelu", "silu", "softplus", "sign"):
-        tfn = {"gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "relu": torch.relu}.get(
+               "gelu", "silu", "softplus", "sign", "relu6", "hardswish", "hardsigmoid"):
+        tfn = {"gelu": F.gelu, "silu": F.silu, "softplus": F.softplus, "relu": torch.relu,
+               "relu6": F.relu6, "hardswish": F.hardswish, "hardsigmoid": F.hardsigmoid}.get(
             op, getattr(torch, op, None))
         case(f"{op} [{sh(s)}]", f"a:{op}()", lambda a, tfn=tfn: tfn(a), [f(*s)])
     case(f"leaky_relu [{sh(s)}]", "a:leaky_relu(0.1)", lambda a: F.leaky_relu(a, 0.1), [f(*s)])
@@ -148,6 +149,12 @@ case("matmul [0, 2, 3] @ [3, 4]", "farol.matmul(a, b)", torch.matmul, [f(0, 2, 3
 case("matmul [0] @ [0]", "farol.matmul(a, b)", torch.matmul, [f(0), f(0)])
 case("matmul [0] @ [0, 3]", "farol.matmul(a, b)", torch.matmul, [f(0), f(0, 3)])
 case("matmul [2, 0] @ [0]", "farol.matmul(a, b)", torch.matmul, [f(2, 0), f(0)])
+# empty operands whose strides are not those of their shape (views)
+case("matmul [0, 3]^T @ [0, 5]", "farol.matmul(a:t(), b)", lambda a, b: a.t() @ b, [f(0, 3), f(0, 5)])
+case("linear [0, 3]^T w [4, 0] b [4]", "farol.linear(a:t(), b, c)", lambda a, b, c: F.linear(a.t(), b, c),
+     [f(0, 3), f(4, 0), f(4)])
+case("linear [2, 0, 3]^T w [4, 3]", "farol.linear(a:transpose(1, 2), b)",
+     lambda a, b: F.linear(a.transpose(0, 1), b), [f(2, 0, 3), f(4, 3)])
 case("linear [3, 2, 0] w [4, 0] b [4]", "farol.linear(a, b, c)", F.linear, [f(3, 2, 0), f(4, 0), f(4)])
 
 # convolutions

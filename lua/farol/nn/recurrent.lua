@@ -130,6 +130,9 @@ return function(nn)
              shape_str(x))
       end
       local batched = x:dim() == 3
+      if x:size((batched and self.batch_first) and 2 or 1) == 0 then  -- as PyTorch: no step to run
+        fail("%s: the sequence length must be at least 1 (input %s)", fn, shape_str(x))
+      end
       if not batched then x = x:unsqueeze(2)
       elseif self.batch_first then x = x:transpose(1, 2) end
       local N = x:size(2)
