@@ -9,7 +9,6 @@
 -- Gradients, SmoothGrad (NoiseTunnel) and Grad-CAM, and writes a PNG grid:
 -- each row a digit, each column a method, titles giving the classes.
 local farol = require("farol")
-local nn = farol.nn
 
 local here = (arg and arg[0] or ""):match("^(.*)/[^/]*$") or "."
 local out_dir, count = "build/demo", 4
@@ -30,13 +29,9 @@ if not count or count < 1 or count > 20 then
 end
 local t0 = farol.clock()
 
--- the model, layer for layer as in the training script
-local model = nn.Sequential(
-  nn.Conv2d(1, 16, 3, {padding = 1}), nn.ReLU(), nn.Conv2d(16, 32, 3, {padding = 1}), nn.ReLU(),
-  nn.MaxPool2d(2), nn.Flatten(), nn.Linear(512, 64), nn.ReLU(), nn.Linear(64, 10))
-local weights, meta = farol.load(here .. "/models/digits_cnn.safetensors")
-model:load_state_dict(weights)
-model:eval()
+-- the model (examples/models/digits.lua builds it and loads the weights)
+local digits = dofile(here .. "/models/digits.lua")
+local model, meta = digits.model, digits.meta
 local data = farol.load(here .. "/data/digits_test.safetensors")
 local images, labels = data.images, data.labels   -- labels: the digits 0-9
 

@@ -6,4 +6,5 @@ require("farol.attr")
 farol.models = require("farol.models")
 require("farol.image")
 require("farol.viz")
+require("farol.dataset")
 return farol
