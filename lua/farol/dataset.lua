@@ -12,7 +12,7 @@
 -- slice); dataset.merge writes index.json from all the chunk files.
 --
 -- A file of the folder that is not a readable image, or whose transformed
--- shape differs from the first example's, is reported on stderr and in the
+-- shape differs from the chunk's first good example, is reported on stderr and in the
 -- index (`skipped`, with the reason) and left out (on_error = "skip", the
 -- default), or stops the run with an error naming it (on_error = "fail").
 local farol = require("farol")
@@ -352,6 +352,7 @@ function dataset.run(opts, ...)
     do
       farol.manual_seed(seed + j)
       local chunk_base = done
+      first_shape = nil  -- the shape every example of this chunk must have: its first good one's
       local attrs, index, targets, skipped = {}, {}, {}, {}
       local i = lo
       while i <= hi do
