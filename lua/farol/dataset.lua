@@ -421,9 +421,11 @@ function dataset.run(opts, ...)
         tensors.skipped = farol.tensor(ids, "int64")
         meta.skipped_names, meta.skipped_errors = table.concat(names, "\n"), table.concat(whys, "\n")
       end
-      farol.save(path .. ".tmp", tensors, meta)
-      local ok, err = os.rename(path .. ".tmp", path)
-      if not ok then fail("run", "cannot rename %s.tmp (%s)", path, err) end
+      -- complete under a name no reader takes for a chunk, then renamed
+      local tmp = string.format("%s/attr-%05d.partial.safetensors", out, j)
+      farol.save(tmp, tensors, {metadata = meta})
+      local ok, err = os.rename(tmp, path)
+      if not ok then fail("run", "cannot rename %s (%s)", tmp, err) end
       records[#records + 1] = {file = file, chunk = j, first = lo, last = hi, attributed = #index, skipped = skipped}
       summary.attributed = summary.attributed + #index
       summary.skipped = summary.skipped + #skipped

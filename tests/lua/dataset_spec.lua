@@ -99,12 +99,12 @@ describe("dataset driver", function()
     -- there), and chunk 2 is marked so that redoing it would show
     os.remove(out .. "/attr-00003.safetensors")
     os.remove(out .. "/index.json")
-    local f = assert(io.open(out .. "/attr-00003.safetensors.tmp", "wb"))
+    local f = assert(io.open(out .. "/attr-00003.partial.safetensors", "wb"))
     f:write("partial")
     f:close()
     local t2, meta2 = farol.load(out .. "/attr-00002.safetensors")
     t2.attributions = t2.attributions * 0
-    farol.save(out .. "/attr-00002.safetensors", t2, meta2)
+    farol.save(out .. "/attr-00002.safetensors", t2, {metadata = meta2})
     local s = farol.dataset.run{source = digits_file, model = digits.model, out = out, shard_size = 100}
     assert.are.equal(3, s.chunks_resumed)
     assert.are.equal(100, s.attributed)           -- chunk 3 only
