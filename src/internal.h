@@ -135,6 +135,19 @@ typedef struct {
 } farol_tape_hooks;
 void farol_tensor_set_tape_hooks(const farol_tape_hooks *h);
 
+/* ---- indices in messages ----
+ * The engine is 0-based.  An index (a dim, a position, an element number) in
+ * an error message is written FAROL_IX with a long long argument:
+ *   farol_set_error("farol: f: dim " FAROL_IX " out of range", (long long)d);
+ * farol_last_error() shows it 0-based; the Lua binding shows the same
+ * message 1-based (farol_last_error_1based).  Negative values (counting from
+ * the end) show as they are in both. */
+#define FAROL_IX_OPEN "\036"
+#define FAROL_IX_CLOSE "\037"
+#define FAROL_IX FAROL_IX_OPEN "%lld" FAROL_IX_CLOSE
+#define FAROL_IX0 FAROL_IX_OPEN "0" FAROL_IX_CLOSE /* index 0 itself, the first */
+const char *farol_last_error_1based(void);
+
 /* ---- helpers for op families ---- */
 
 /* normalise a 0-based dim that may be negative; -1 with an error naming fn */

@@ -1,7 +1,8 @@
 /* farol tensors: refcounted storage plus refcounted views.
  *
  * Conventions of the whole C API:
- *   - dims and indices are 0-based here; the Lua binding converts.
+ *   - dims and indices are 0-based here, in error messages too; the Lua
+ *     binding converts (its messages count from 1).
  *   - a function returning farol_tensor * returns a new reference (release it
  *     with farol_release) or NULL after setting the error message
  *     (farol_last_error()); a function returning int returns 0 or -1 likewise.

@@ -9,15 +9,14 @@
 
 #include <stdio.h>
 
-/* 0-based index (negative counts from the end) checked against size;
- * messages show it as the Lua user wrote it (1-based, or negative) */
+/* 0-based index (negative counts from the end) checked against size */
 static int check_index(const char *m, int64_t *idx, int64_t size, int out_dim, const farol_tensor *out) {
     int64_t i = *idx < 0 ? *idx + size : *idx;
     if (i < 0 || i >= size) {
         char sh[96];
-        farol_set_error("farol: %s: target index %lld is out of range for output dim %d of "
-                        "size %lld (output shape %s; indices are 1-based)", m,
-                        (long long)(*idx < 0 ? *idx : *idx + 1), out_dim + 1, (long long)size,
+        farol_set_error("farol: %s: target index " FAROL_IX " is out of range for output dim " FAROL_IX " of "
+                        "size %lld (output shape %s)", m,
+                        (long long)*idx, (long long)out_dim, (long long)size,
                         farol_shape_str(out->ndim, out->shape, sh, sizeof sh));
         return -1;
     }
@@ -66,7 +65,7 @@ farol_tensor *farol_attr_selection(const char *m, const farol_tensor *out, const
             return NULL;
         }
         if (batch != n) {
-            farol_set_error("farol: %s: the forward output has shape %s: its dim 1 must be "
+            farol_set_error("farol: %s: the forward output has shape %s: its dim " FAROL_IX0 " must be "
                             "the batch (%lld examples) for a per-example target", m, sh, (long long)n);
             return NULL;
         }
@@ -98,17 +97,17 @@ static int check_inputs(const char *m, bool layer, int n_in, farol_tensor *const
     for (int i = 0; i < n_in; i++) {
         const farol_tensor *x = inputs[i];
         if (!layer && !farol_is_floating(x->dtype)) {
-            farol_set_error("farol: %s: input %d is %s; attributions need floating inputs "
-                            "(float32 or float64)", m, i + 1, farol_dtype_name(x->dtype));
+            farol_set_error("farol: %s: input " FAROL_IX " is %s; attributions need floating inputs "
+                            "(float32 or float64)", m, (long long)i, farol_dtype_name(x->dtype));
             return -1;
         }
         if (x->ndim < 1) {
-            farol_set_error("farol: %s: input %d is 0-d; dim 1 must be the batch", m, i + 1);
+            farol_set_error("farol: %s: input " FAROL_IX " is 0-d; dim " FAROL_IX0 " must be the batch", m, (long long)i);
             return -1;
         }
         if (x->shape[0] != inputs[0]->shape[0]) {
-            farol_set_error("farol: %s: input %d has batch size %lld but input 1 has %lld "
-                            "(dim 1 is the batch and must agree)", m, i + 1, (long long)x->shape[0],
+            farol_set_error("farol: %s: input " FAROL_IX " has batch size %lld but input " FAROL_IX0 " has %lld "
+                            "(dim " FAROL_IX0 " is the batch and must agree)", m, (long long)i, (long long)x->shape[0],
                             (long long)inputs[0]->shape[0]);
             return -1;
         }

@@ -372,7 +372,7 @@ static int run_node(farol_node *x, const bool *needed) {
         gin[i] = NULL;
         if (!g) {
             if (rc == 0 && e->need) {
-                farol_set_error("farol: backward: %s returned no gradient for input %d", d->name, i + 1);
+                farol_set_error("farol: backward: %s returned no gradient for input " FAROL_IX, d->name, (long long)i);
                 rc = -1;
             }
             continue;
@@ -472,18 +472,18 @@ static int check_outputs(const char *fn, int n_out, farol_tensor *const *outputs
         farol_tensor *o = outputs[i], *go = grad_outputs ? grad_outputs[i] : NULL;
         char a[96], b[96];
         if (!o->node) {
-            farol_set_error("farol: %s: output %d does not require a gradient (no input of the "
-                            "ops that made it requires one)", fn, i + 1);
+            farol_set_error("farol: %s: output " FAROL_IX " does not require a gradient (no input of the "
+                            "ops that made it requires one)", fn, (long long)i);
             return -1;
         }
         if (!go && farol_numel(o) != 1) {
-            farol_set_error("farol: %s: output %d has shape %s: a gradient for it is needed "
-                            "unless it has one element", fn, i + 1,
+            farol_set_error("farol: %s: output " FAROL_IX " has shape %s: a gradient for it is needed "
+                            "unless it has one element", fn, (long long)i,
                             farol_shape_str(o->ndim, o->shape, a, sizeof a));
             return -1;
         }
         if (go && (!farol_same_shape(o, go) || !farol_is_floating(go->dtype))) {
-            farol_set_error("farol: %s: gradient %d has shape %s (%s), output has %s", fn, i + 1,
+            farol_set_error("farol: %s: gradient " FAROL_IX " has shape %s (%s), output has %s", fn, (long long)i,
                             farol_shape_str(go->ndim, go->shape, a, sizeof a),
                             farol_dtype_name(go->dtype), farol_shape_str(o->ndim, o->shape, b, sizeof b));
             return -1;
@@ -505,7 +505,7 @@ int farol_grad(int n_out, farol_tensor *const *outputs, farol_tensor *const *gra
     for (int i = 0; i < n_in && rc == 0; i++) {
         targets[i] = inputs[i]->node;
         if (!targets[i]) {
-            farol_set_error("farol: grad: input %d does not require a gradient", i + 1);
+            farol_set_error("farol: grad: input " FAROL_IX " does not require a gradient", (long long)i);
             rc = -1;
         }
     }

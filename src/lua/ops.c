@@ -151,7 +151,7 @@ static int l_compare(lua_State *L) {
     farol_tensor *y = to_tensor_arg(L, 2, x);
     farol_tensor *out = y ? farol_compare(x, y, (farol_cmp)op) : NULL;
     farol_release(y);
-    const char *msg = farol_last_error();
+    const char *msg = farol_last_error_1based();
     if (!out && strncmp(msg, "farol: compare:", 15) == 0)  /* the C API's name for all six */
         return farol_error(L, "farol: %s:%s", cmp_names[op], msg + 15);
     push_tensor(L, out);

@@ -84,7 +84,8 @@ int farol_error(lua_State *L, const char *fmt, ...) {
     return lua_error(L);
 }
 
-int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error()); }
+/* the engine's message with its indices 1-based, as Lua counts */
+int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error_1based()); }
 
 tensor_box *push_empty_box(lua_State *L) {
     tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);

@@ -417,7 +417,7 @@ static int null_args(const char *fn, int n, farol_tensor *const *ts)
 {
     for (int k = 0; k < n; k++)
         if (!ts[k]) {
-            farol_set_error("farol: %s: argument %d is NULL", fn, k + 1);
+            farol_set_error("farol: %s: argument " FAROL_IX " is NULL", fn, (long long)k);
             return -1;
         }
     return 0;

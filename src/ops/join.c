@@ -2,9 +2,6 @@
  * with their backwards.  The views they lean on live in shape.c. */
 #include "internal.h"
 
-/* A dim or index as messages show it: 1-based as the Lua API counts,
- * negatives unchanged (farol_norm_dim's convention). */
-static long long ub(int64_t i) { return (long long)(i >= 0 ? i + 1 : i); }
 
 /* ---- cat and stack ---- */
 
@@ -65,12 +62,12 @@ static int check_list(const char *fn, int n, farol_tensor *const *xs) {
     }
     for (int k = 0; k < n; k++) {
         if (!xs[k]) {
-            farol_set_error("farol: %s: tensor %d of the list is missing", fn, k + 1);
+            farol_set_error("farol: %s: tensor " FAROL_IX " of the list is missing", fn, (long long)k);
             return -1;
         }
         if (xs[k]->dtype != xs[0]->dtype) {
-            farol_set_error("farol: %s: tensor %d is %s but tensor 1 is %s; convert with to_dtype",
-                            fn, k + 1, farol_dtype_name(xs[k]->dtype), farol_dtype_name(xs[0]->dtype));
+            farol_set_error("farol: %s: tensor " FAROL_IX " is %s but tensor " FAROL_IX0 " is %s; convert with to_dtype",
+                            fn, (long long)k, farol_dtype_name(xs[k]->dtype), farol_dtype_name(xs[0]->dtype));
             return -1;
         }
     }
@@ -82,7 +79,7 @@ farol_tensor *farol_cat(int n, farol_tensor *const *xs, int dim) {
         return NULL;
     int nd = xs[0]->ndim;
     if (nd == 0) {
-        farol_set_error("farol: cat: tensor 1 is 0-d; 0-d tensors cannot be concatenated "
+        farol_set_error("farol: cat: tensor " FAROL_IX0 " is 0-d; 0-d tensors cannot be concatenated "
                         "(use stack)");
         return NULL;
     }
@@ -99,10 +96,10 @@ farol_tensor *farol_cat(int n, farol_tensor *const *xs, int dim) {
             same = i == d || x->shape[i] == xs[0]->shape[i];
         if (!same) {
             char a[160], b[160];
-            farol_set_error("farol: cat: tensor %d has shape %s but tensor 1 has shape %s; "
-                            "shapes must match except in dim %lld",
-                            k + 1, farol_shape_str(x->ndim, x->shape, a, sizeof a),
-                            farol_shape_str(nd, xs[0]->shape, b, sizeof b), ub(dim));
+            farol_set_error("farol: cat: tensor " FAROL_IX " has shape %s but tensor " FAROL_IX0 " has shape %s; "
+                            "shapes must match except in dim " FAROL_IX,
+                            (long long)k, farol_shape_str(x->ndim, x->shape, a, sizeof a),
+                            farol_shape_str(nd, xs[0]->shape, b, sizeof b), (long long)(dim));
             return NULL;
         }
         shape[d] += x->shape[d];
@@ -147,9 +144,9 @@ farol_tensor *farol_stack(int n, farol_tensor *const *xs, int dim) {
     for (int k = 1; k < n; k++)
         if (!farol_same_shape(xs[k], x0)) {
             char a[160], b[160];
-            farol_set_error("farol: stack: tensor %d has shape %s but tensor 1 has shape %s; "
+            farol_set_error("farol: stack: tensor " FAROL_IX " has shape %s but tensor " FAROL_IX0 " has shape %s; "
                             "all must have the same shape",
-                            k + 1, farol_shape_str(xs[k]->ndim, xs[k]->shape, a, sizeof a),
+                            (long long)k, farol_shape_str(xs[k]->ndim, xs[k]->shape, a, sizeof a),
                             farol_shape_str(x0->ndim, x0->shape, b, sizeof b));
             return NULL;
         }
@@ -211,9 +208,9 @@ farol_tensor *farol_index_select(farol_tensor *x, int dim, farol_tensor *index) 
     int64_t m = farol_numel(ic), size = x->shape[d];
     for (int64_t j = 0; j < m; j++)
         if (idx[j] < 0 || idx[j] >= size) {
-            farol_set_error("farol: index_select: index %lld (at position %lld) is out of range "
-                            "for dim %lld of shape %s",
-                            (long long)idx[j] + 1, (long long)j + 1, ub(dim),
+            farol_set_error("farol: index_select: index " FAROL_IX " (at position " FAROL_IX ") is out of range "
+                            "for dim " FAROL_IX " of shape %s",
+                            (long long)idx[j], (long long)j, (long long)(dim),
                             farol_shape_str(x->ndim, x->shape, a, sizeof a));
             farol_release(ic);
             return NULL;

@@ -44,8 +44,9 @@ farol_tensor *farol_embedding(farol_tensor *idx, farol_tensor *w) {
     int64_t m = farol_numel(ic);
     for (int64_t i = 0; i < m; i++) {
         if (ix[i] < 0 || ix[i] >= V) {
-            farol_set_error("farol: embedding: index %lld (element %lld of idx %s) is out of "
-                            "range for w %s (valid 0..%lld)", (long long)ix[i], (long long)i,
+            farol_set_error("farol: embedding: index " FAROL_IX " (element " FAROL_IX " of idx %s) is "
+                            "out of range for w %s (valid " FAROL_IX0 ".." FAROL_IX ")",
+                            (long long)ix[i], (long long)i,
                             farol_shape_str(idx->ndim, idx->shape, a, sizeof a),
                             farol_shape_str(w->ndim, w->shape, b, sizeof b), (long long)V - 1);
             goto done;
@@ -241,8 +242,9 @@ farol_tensor *farol_cross_entropy(farol_tensor *logits, farol_tensor *labels) {
     const int64_t *lab = farol_data(lc);
     for (int64_t r = 0; r < N; r++) {
         if (lab[r] < 0 || lab[r] >= C) {
-            farol_set_error("farol: cross_entropy: label %lld (element %lld of labels) is out "
-                            "of range for %lld classes (valid 0..%lld)", (long long)lab[r],
+            farol_set_error("farol: cross_entropy: label " FAROL_IX " (element " FAROL_IX " of labels) "
+                            "is out of range for %lld classes (valid " FAROL_IX0 ".." FAROL_IX ")",
+                            (long long)lab[r],
                             (long long)r, (long long)C, (long long)C - 1);
             goto done;
         }
@@ -412,14 +414,14 @@ farol_tensor *farol_pad(farol_tensor *x, int npads, const int64_t *pads, double 
         int d = x->ndim - 1 - i;
         int64_t lo = pads[2 * i], hi = pads[2 * i + 1];
         if (lo < 0 || hi < 0) {
-            farol_set_error("farol: pad: negative padding (%lld, %lld) for dim %d is not "
+            farol_set_error("farol: pad: negative padding (%lld, %lld) for dim " FAROL_IX " is not "
                             "supported (use narrow to crop)", (long long)lo, (long long)hi,
-                            d + 1);
+                            (long long)d);
             return NULL;
         }
         if (lo > ((int64_t)1 << 40) || hi > ((int64_t)1 << 40)) {
-            farol_set_error("farol: pad: padding (%lld, %lld) for dim %d is too large",
-                            (long long)lo, (long long)hi, d + 1);
+            farol_set_error("farol: pad: padding (%lld, %lld) for dim " FAROL_IX " is too large",
+                            (long long)lo, (long long)hi, (long long)d);
             return NULL;
         }
         before[d] = lo;

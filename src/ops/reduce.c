@@ -293,8 +293,8 @@ static farol_tensor *reduce_op(kind k, farol_tensor *x, int dim, bool keepdim,
             farol_set_error("farol: %s: cannot reduce an empty tensor %s", fn,
                             farol_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
         else
-            farol_set_error("farol: %s: cannot reduce over dim %d of size 0 (input %s)", fn,
-                            p.dim + 1, farol_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
+            farol_set_error("farol: %s: cannot reduce over dim " FAROL_IX " of size 0 (input %s)", fn,
+                            (long long)p.dim, farol_shape_str(x->ndim, x->shape, sbuf, sizeof sbuf));
         return NULL;
     }
     farol_tensor *xc = farol_contig_raw(x);

@@ -7,9 +7,6 @@
 
 #include <stdio.h>
 
-/* A dim or index as messages show it: 1-based as the Lua API counts,
- * negatives unchanged (farol_norm_dim's convention). */
-static long long ub(int64_t i) { return (long long)(i >= 0 ? i + 1 : i); }
 
 /* ---- view and reshape ---- */
 
@@ -150,8 +147,8 @@ farol_tensor *farol_flatten(farol_tensor *x, int start, int end) {
     if (x->ndim == 0) {
         // PyTorch: a 0-d tensor flattens to one element, dims -1 and 0 allowed
         if (start < -1 || start > 0 || end < -1 || end > 0) {
-            farol_set_error("farol: flatten: dims (%lld, %lld) out of range for a 0-d tensor",
-                            ub(start), ub(end));
+            farol_set_error("farol: flatten: dims (" FAROL_IX ", " FAROL_IX ") out of range for a 0-d tensor",
+                            (long long)(start), (long long)(end));
             return NULL;
         }
         int64_t one = 1;
@@ -164,8 +161,8 @@ farol_tensor *farol_flatten(farol_tensor *x, int start, int end) {
     if (e < 0)
         return NULL;
     if (s > e) {
-        farol_set_error("farol: flatten: start dim %lld comes after end dim %lld", ub(start),
-                        ub(end));
+        farol_set_error("farol: flatten: start dim " FAROL_IX " comes after end dim " FAROL_IX, (long long)(start),
+                        (long long)(end));
         return NULL;
     }
     int64_t ns[FAROL_MAX_DIMS];
@@ -186,7 +183,7 @@ farol_tensor *farol_squeeze(farol_tensor *x, int dim) {
     if (dim != FAROL_DIM_ALL) {
         if (x->ndim == 0) {
             if (dim != 0 && dim != -1) {
-                farol_set_error("farol: squeeze: dim %lld out of range for a 0-d tensor", ub(dim));
+                farol_set_error("farol: squeeze: dim " FAROL_IX " out of range for a 0-d tensor", (long long)(dim));
                 return NULL;
             }
         } else if ((d = farol_norm_dim("squeeze", dim, x->ndim)) < 0) {
@@ -261,11 +258,11 @@ farol_tensor *farol_permute(farol_tensor *x, int ndim, const int *dims) {
             char buf[160];
             int k = snprintf(buf, sizeof buf, "(");
             for (int j = 0; j < ndim; j++)
-                k += snprintf(buf + k, sizeof buf - k, j ? ", %lld" : "%lld", ub(dims[j]));
+                k += snprintf(buf + k, sizeof buf - k, j ? ", " FAROL_IX : FAROL_IX, (long long)dims[j]);
             snprintf(buf + k, sizeof buf - k, ")");
             farol_set_error("farol: permute: dims %s are not a permutation of the tensor's %d "
-                            "dims: dim %lld repeats",
-                            buf, ndim, ub(dims[i]));
+                            "dims: dim " FAROL_IX " repeats",
+                            buf, ndim, (long long)(dims[i]));
             return NULL;
         }
         seen[d] = true;
@@ -288,8 +285,8 @@ farol_tensor *farol_transpose(farol_tensor *x, int d1, int d2) {
     if (x->ndim == 0) {
         // PyTorch allows transpose(0, 0) and friends on a 0-d tensor
         if (d1 < -1 || d1 > 0 || d2 < -1 || d2 > 0) {
-            farol_set_error("farol: transpose: dims (%lld, %lld) out of range for a 0-d tensor",
-                            ub(d1), ub(d2));
+            farol_set_error("farol: transpose: dims (" FAROL_IX ", " FAROL_IX ") out of range for a 0-d tensor",
+                            (long long)(d1), (long long)(d2));
             return NULL;
         }
         return farol_permute(x, 0, NULL);
@@ -336,10 +333,10 @@ farol_tensor *farol_expand(farol_tensor *x, int ndim, const int64_t *shape) {
         int j = i - lead;  // the matching dim of x, right-aligned
         if (shape[i] < (j < 0 ? 0 : -1)) {
             farol_set_error("farol: expand: cannot expand shape %s to %s: size %lld is "
-                            "invalid for %s dim %lld",
+                            "invalid for %s dim " FAROL_IX,
                             farol_shape_str(x->ndim, x->shape, have, sizeof have),
                             farol_shape_str(ndim, shape, want, sizeof want), (long long)shape[i],
-                            j < 0 ? "new leading" : "existing", ub(i));
+                            j < 0 ? "new leading" : "existing", (long long)(i));
             return NULL;
         }
         if (j < 0) {
@@ -352,10 +349,10 @@ farol_tensor *farol_expand(farol_tensor *x, int ndim, const int64_t *shape) {
             ns[i] = shape[i];
             st[i] = 0;  // every index reads the one element
         } else {
-            farol_set_error("farol: expand: cannot expand shape %s to %s: dim %lld has size %lld, "
+            farol_set_error("farol: expand: cannot expand shape %s to %s: dim " FAROL_IX " has size %lld, "
                             "which is not 1",
                             farol_shape_str(x->ndim, x->shape, have, sizeof have),
-                            farol_shape_str(ndim, shape, want, sizeof want), ub(j),
+                            farol_shape_str(ndim, shape, want, sizeof want), (long long)(j),
                             (long long)x->shape[j]);
             return NULL;
         }
@@ -394,8 +391,8 @@ farol_tensor *farol_select(farol_tensor *x, int dim, int64_t index) {
         return NULL;
     int64_t size = x->shape[d];
     if (index < -size || index >= size) {
-        farol_set_error("farol: select: index %lld is out of range for dim %lld of size %lld",
-                        ub(index), ub(dim), (long long)size);
+        farol_set_error("farol: select: index " FAROL_IX " is out of range for dim " FAROL_IX " of size %lld",
+                        (long long)(index), (long long)(dim), (long long)size);
         return NULL;
     }
     int64_t i = index < 0 ? index + size : index;
@@ -423,14 +420,14 @@ farol_tensor *farol_narrow(farol_tensor *x, int dim, int64_t start, int64_t leng
         return NULL;
     int64_t size = x->shape[d];
     if (start < -size || start > size) {
-        farol_set_error("farol: narrow: start %lld is out of range for dim %lld of size %lld",
-                        ub(start), ub(dim), (long long)size);
+        farol_set_error("farol: narrow: start " FAROL_IX " is out of range for dim " FAROL_IX " of size %lld",
+                        (long long)(start), (long long)(dim), (long long)size);
         return NULL;
     }
     int64_t s = start < 0 ? start + size : start;
     if (length < 0 || s + length > size) {
-        farol_set_error("farol: narrow: start %lld with length %lld exceeds dim %lld of size %lld",
-                        ub(start), (long long)length, ub(dim), (long long)size);
+        farol_set_error("farol: narrow: start " FAROL_IX " with length %lld exceeds dim " FAROL_IX " of size %lld",
+                        (long long)(start), (long long)length, (long long)(dim), (long long)size);
         return NULL;
     }
     int64_t ns[FAROL_MAX_DIMS];

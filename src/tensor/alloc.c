@@ -10,15 +10,45 @@
 #include <stdatomic.h>
 #include <stdio.h>
 
-static _Thread_local char error_buf[512];
+/* The message as set, with indices marked (FAROL_IX), and its text with
+ * 0-based indices (the C API's) and with 1-based ones (the Lua binding's). */
+static _Thread_local char error_raw[512], error_buf[512], error_buf1[512];
+
+/* raw with each marked index n written as n + base (negatives as they are) */
+static void render(char *dst, size_t cap, const char *raw, int base) {
+    size_t k = 0;
+    for (const char *p = raw; *p && k + 1 < cap;) {
+        if (*p != FAROL_IX_OPEN[0]) {
+            dst[k++] = *p++;
+            continue;
+        }
+        char *end;
+        long long v = strtoll(p + 1, &end, 10);
+        if (*end != FAROL_IX_CLOSE[0]) { /* cut short by the buffer: drop the mark */
+            p++;
+            continue;
+        }
+        int w = snprintf(dst + k, cap - k, "%lld", v >= 0 ? v + base : v);
+        k = w < 0 ? k : k + (size_t)w < cap ? k + (size_t)w : cap - 1;
+        p = end + 1;
+    }
+    dst[k] = '\0';
+}
 
 const char *farol_last_error(void) { return error_buf[0] ? error_buf : "farol: unknown error"; }
+
+const char *farol_last_error_1based(void) {
+    if (!error_raw[0]) return "farol: unknown error";
+    render(error_buf1, sizeof error_buf1, error_raw, 1);
+    return error_buf1;
+}
 
 void farol_set_error(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(error_buf, sizeof error_buf, fmt, ap);
+    vsnprintf(error_raw, sizeof error_raw, fmt, ap);
     va_end(ap);
+    render(error_buf, sizeof error_buf, error_raw, 0);
 }
 
 /* the counting allocator (per thread, so tests in threads do not interfere) */

@@ -75,8 +75,8 @@ bool farol_same_shape(const farol_tensor *a, const farol_tensor *b) {
 int farol_norm_dim(const char *fn, int dim, int ndim) {
     int n = ndim > 0 ? ndim : 1;
     if (dim < -n || dim >= n) {
-        farol_set_error("farol: %s: dim %d out of range for a %d-d tensor", fn,
-                        dim >= 0 ? dim + 1 : dim, ndim);
+        farol_set_error("farol: %s: dim " FAROL_IX " out of range for a %d-d tensor", fn,
+                        (long long)dim, ndim);
         return -1;
     }
     return dim < 0 ? dim + n : dim;
@@ -148,8 +148,8 @@ static bool shape_ok(const char *fn, int ndim, const int64_t *shape, int64_t *nu
     int64_t n = 1, span = 1;
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
-            farol_set_error("farol: %s: size %lld of dim %d is negative", fn, (long long)shape[i],
-                            i + 1);
+            farol_set_error("farol: %s: size %lld of dim " FAROL_IX " is negative", fn, (long long)shape[i],
+                            (long long)i);
             return false;
         }
         if (__builtin_mul_overflow(span, shape[i] > 0 ? shape[i] : 1, &span) ||
@@ -465,8 +465,8 @@ static int check_writable(const char *fn, const farol_tensor *t) {
         if (t->shape[i] > 1 && t->strides[i] == 0) {
             char sh[96];
             farol_set_error("farol: %s: cannot write into a tensor whose elements share memory "
-                            "(dim %d of shape %s is expanded); clone() it first",
-                            fn, i + 1, farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
+                            "(dim " FAROL_IX " of shape %s is expanded); clone() it first",
+                            fn, (long long)i, farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
             return -1;
         }
     return 0;

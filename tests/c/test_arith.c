@@ -7,7 +7,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ERR_HAS(s) assert_non_null(strstr(farol_last_error(), (s)))
+#define ERR_HAS(s) assert_non_null(strstr(farol_last_error_1based(), (s)))
 
 enum { ADD, SUB, MUL, DIV, POW, POWS, NEG, WHERE };
 

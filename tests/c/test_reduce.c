@@ -9,7 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ERR_HAS(s) assert_non_null(strstr(farol_last_error(), (s)))
+#define ERR_HAS(s) assert_non_null(strstr(farol_last_error_1based(), (s)))
 #define ALL FAROL_DIM_ALL
 
 typedef farol_tensor *(*red_fn)(farol_tensor *, int, bool);

@@ -84,7 +84,7 @@ static void expect_error(linear_ctx *c, farol_tensor *x, const farol_target *tg,
     assert_int_equal(farol_saliency(linear_forward, c, 1, &x, tg, true, &a), -1);
     assert_null(a);
     assert_int_equal(farol_grad_enabled(), was);
-    if (!strstr(farol_last_error(), msg)) fail_msg("error %s lacks %s", farol_last_error(), msg);
+    if (!strstr(farol_last_error_1based(), msg)) fail_msg("error %s lacks %s", farol_last_error_1based(), msg);
 }
 
 static void test_errors(void **state) {
@@ -113,7 +113,7 @@ static void test_errors(void **state) {
     int64_t ys[2] = {2, 4};
     farol_tensor *y = randn(2, ys, 3, FAROL_F32), *pair[2] = {x, y}, *a[2];
     assert_int_equal(farol_saliency(linear_forward, &c, 2, pair, &all, true, a), -1);
-    assert_non_null(strstr(farol_last_error(), "input 2 has batch size 2 but input 1 has 3"));
+    assert_non_null(strstr(farol_last_error_1based(), "input 2 has batch size 2 but input 1 has 3"));
     farol_release(y); farol_release(xi); farol_release(x); farol_release(w);
 }
 

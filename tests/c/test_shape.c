@@ -15,8 +15,8 @@ static int check_no_leak(void **state) {
 
 static void expect_error(farol_tensor *r, const char *what) {
     assert_null(r);
-    if (!strstr(farol_last_error(), what))
-        fail_msg("error \"%s\" does not contain \"%s\"", farol_last_error(), what);
+    if (!strstr(farol_last_error_1based(), what))
+        fail_msg("error \"%s\" does not contain \"%s\"", farol_last_error_1based(), what);
 }
 
 /* ---- one callback per op; ctx holds its arguments ---- */
@@ -633,7 +633,7 @@ static void test_errors_index_select(void **state) {
     expect_error(farol_index_select(x, 0, bad),
                  "index_select: index 5 (at position 2) is out of range for dim 1 of shape [4, 3]");
     farol_tensor *neg = farol_from_data(1, (int64_t[]){1}, FAROL_I64, (int64_t[]){-1});
-    expect_error(farol_index_select(x, 1, neg), "index 0 (at position 1) is out of range");
+    expect_error(farol_index_select(x, 1, neg), "index -1 (at position 1) is out of range");
     farol_tensor *fidx = farol_zeros(1, (int64_t[]){2}, FAROL_F32);
     expect_error(farol_index_select(x, 0, fidx),
                  "index_select: index must be a 1-D int64 tensor, got float32 [2]");
@@ -721,7 +721,7 @@ static void test_alloc_failures(void **state) {
             y = mk[c](x, idx);
             farol_alloc_fail_at(0);
             if (!y)
-                assert_non_null(strstr(farol_last_error(), "farol:"));
+                assert_non_null(strstr(farol_last_error_1based(), "farol:"));
         }
         farol_tensor *gout = farol_full(y->ndim, y->shape, 1, FAROL_F64);
         int rc = -1;
@@ -732,7 +732,7 @@ static void test_alloc_failures(void **state) {
             rc = farol_grad(1, &y, &gout, 1, &x, &g);
             farol_alloc_fail_at(0);
             if (rc < 0)
-                assert_non_null(strstr(farol_last_error(), "farol:"));
+                assert_non_null(strstr(farol_last_error_1based(), "farol:"));
             farol_release(g);
         }
         farol_release(gout);
@@ -742,8 +742,28 @@ static void test_alloc_failures(void **state) {
     }
 }
 
+/* the engine's messages count from 0; the Lua binding shows the same
+ * message counting from 1; negative indices (from the end) stay as they are */
+static void test_messages_0_based(void **state) {
+    (void)state;
+    int64_t sh[2] = {2, 3};
+    farol_tensor *x = farol_zeros(2, sh, FAROL_F64);
+    assert_null(farol_select(x, 1, 5));
+    assert_string_equal(farol_last_error(), "farol: select: index 5 is out of range for dim 1 of size 3");
+    assert_string_equal(farol_last_error_1based(),
+                        "farol: select: index 6 is out of range for dim 2 of size 3");
+    assert_null(farol_select(x, -1, -9));
+    assert_string_equal(farol_last_error(), "farol: select: index -9 is out of range for dim -1 of size 3");
+    assert_string_equal(farol_last_error_1based(), farol_last_error());
+    assert_null(farol_sum(x, 2, false));
+    assert_string_equal(farol_last_error(), "farol: sum: dim 2 out of range for a 2-d tensor");
+    assert_string_equal(farol_last_error_1based(), "farol: sum: dim 3 out of range for a 2-d tensor");
+    farol_release(x);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_messages_0_based, check_no_leak),
         cmocka_unit_test_teardown(test_fixture_transpose, check_no_leak),
         cmocka_unit_test_teardown(test_fixture_permute, check_no_leak),
         cmocka_unit_test_teardown(test_fixture_narrow, check_no_leak),
