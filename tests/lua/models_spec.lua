@@ -84,7 +84,17 @@ describe("models against torchvision", function()
         local sal = farol.Saliency(m):attribute(x, target)
         local scale = max_abs(t.saliency)
         assert.is_true(scale > 0)
-        H.close(sal, t.saliency, 1e-3, 1e-4 * scale, "saliency")
+        -- float32 sums in another order may put a ReLU/ReLU6 input that is
+        -- within rounding of a corner on its other side, which changes the
+        -- gradient of the few pixels behind it: at most 0.1% of the
+        -- elements may be off, and by at most 5% of the largest value
+        -- (float64 above/below has no such slack)
+        local err = (sal - t.saliency):abs()
+        local off = err:gt(t.saliency:abs() * 1e-3 + 1e-4 * scale):sum():item()
+        assert.is_true(off <= 0.001 * err:numel(), string.format("%s: %d of %d saliency elements are off",
+                                                                 name, off, err:numel()))
+        assert.is_true(max_abs(err) <= 0.05 * scale, string.format("%s: saliency error %g of %g",
+                                                                   name, max_abs(err), scale))
       end)
 
       it("matches logits and Saliency in float64", function()
