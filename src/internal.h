@@ -209,6 +209,12 @@ void farol_sync_num_threads(void);
 
 /* call before the first BLAS call: makes sure the kernel was chosen (once) */
 void farol_blas_ready(void);
+/* before heavy ops, outside parallel regions: adapts the thread count to
+ * other processes' load (threads.c); cheap when called often */
+void farol_threads_adapt(void);
+/* the thread count for `want` asked, `cores` usable and `foreign` cores
+ * busy with other processes on average */
+int farol_threads_for_load(int want, int cores, double foreign);
 #define FAROL_CPU_AVX2_FMA 1u
 #define FAROL_CPU_AVX512 2u   /* F, CD, BW, DQ, VL, saved by the OS */
 unsigned farol_cpu_features(void);

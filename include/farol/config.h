@@ -16,7 +16,8 @@ typedef struct {
     const char *dnnl_version;        /* NULL when farol is built without oneDNN */
     const char *dnnl_isa;            /* oneDNN's instruction set, or NULL */
     const char *kernel_isa;          /* what farol's own loops were compiled for */
-    int threads;
+    int threads;                     /* as set (farol_set_num_threads) */
+    int threads_in_use;              /* fewer while other processes hold cores */
 } farol_config_info;
 
 /* fills *out; the strings are static (valid for the process) */

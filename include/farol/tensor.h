@@ -117,5 +117,11 @@ FAROL_API char *farol_tostring(const farol_tensor *t);
 /* threads: OpenBLAS and OpenMP together */
 FAROL_API void farol_set_num_threads(int n);
 FAROL_API int farol_get_num_threads(void);
+/* Adaptive threads (default on): while other processes keep cores busy,
+ * farol runs with one thread fewer per busy core (see src/tensor/threads.c);
+ * farol_threads_in_use() is the count in use now. */
+FAROL_API void farol_set_adaptive_threads(bool on);
+FAROL_API bool farol_adaptive_threads(void);
+FAROL_API int farol_threads_in_use(void);
 
 #endif

@@ -80,9 +80,10 @@ static void set_str(lua_State *L, const char *key, const char *v) {
     lua_setfield(L, -2, key);
 }
 
-/* farol.config([{fast_conv = bool, winograd = bool}]) -> {blas, blas_version,
- * blas_core, blas_core_chosen_by, blas_core_replaced?, dnnl_version?,
- * dnnl_isa?, kernel_isa, fast_conv, winograd, threads} */
+/* farol.config([{fast_conv = bool, winograd = bool, adaptive_threads = bool}])
+ * -> {blas, blas_version, blas_core, blas_core_chosen_by, blas_core_replaced?,
+ * dnnl_version?, dnnl_isa?, kernel_isa, fast_conv, winograd, threads,
+ * threads_in_use, adaptive_threads} */
 static int l_config(lua_State *L) {
     int top = lua_gettop(L);
     if (top > 1) return farol_error(L, "farol: config: takes at most one argument (an options table), got %d", top);
@@ -95,15 +96,17 @@ static int l_config(lua_State *L) {
             while (lua_next(L, 1)) {
                 const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
                 bool fast = k && strcmp(k, "fast_conv") == 0, wino = k && strcmp(k, "winograd") == 0;
-                if (!fast && !wino) {
+                bool adapt = k && strcmp(k, "adaptive_threads") == 0;
+                if (!fast && !wino && !adapt) {
                     lua_pushvalue(L, -2);
-                    return farol_error(L, "farol: config: unknown option '%s' (expected fast_conv, winograd)",
-                                       luaL_tolstring(L, -1, NULL));
+                    return farol_error(L, "farol: config: unknown option '%s' (expected fast_conv, winograd, "
+                                       "adaptive_threads)", luaL_tolstring(L, -1, NULL));
                 }
                 if (!lua_isboolean(L, -1))
                     return farol_error(L, "farol: config: %s must be a boolean, got %s", k, luaL_typename(L, -1));
                 if (pass == 1 && fast) farol_set_fast_conv(lua_toboolean(L, -1));
                 if (pass == 1 && wino) farol_set_conv_winograd(lua_toboolean(L, -1));
+                if (pass == 1 && adapt) farol_set_adaptive_threads(lua_toboolean(L, -1));
                 lua_pop(L, 1);
             }
         }
@@ -125,6 +128,10 @@ static int l_config(lua_State *L) {
     lua_setfield(L, -2, "winograd");
     lua_pushinteger(L, c.threads);
     lua_setfield(L, -2, "threads");
+    lua_pushinteger(L, c.threads_in_use);
+    lua_setfield(L, -2, "threads_in_use");
+    lua_pushboolean(L, farol_adaptive_threads());
+    lua_setfield(L, -2, "adaptive_threads");
     return 1;
 }
 

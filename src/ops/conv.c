@@ -683,6 +683,7 @@ static int check_args(const char *fn, const farol_tensor *x, const farol_tensor 
 
 static int conv_forward(const farol_conv_geom *g, farol_dtype dt, char *out, const char *x,
                         const char *w, const char *b) {
+    farol_threads_adapt();
     if (dt == FAROL_F32 && !is_depthwise(g)) {
         int rc = farol_dnnl_conv_forward(g, (float *)out, (const float *)x, (const float *)w, (const float *)b);
         if (rc != 0) return rc < 0 ? -1 : 0;
@@ -749,6 +750,7 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
     int rc = (need_x && !dx) || (need_w && !dw) || (need_b && !db) ? -1 : 0;
     const char *gp = farol_data(gc);
     size_t es = farol_dtype_size(dt);
+    farol_threads_adapt();
     /* the input gradient on oneDNN when it has a fast kernel; dw below */
     if (rc == 0 && dx && dt == FAROL_F32 && !is_depthwise(&g)) {
         int r = farol_dnnl_conv_backward_data(&g, farol_data(dx), (const float *)gp, farol_data(w));

@@ -115,7 +115,10 @@ static pthread_once_t fix_once = PTHREAD_ONCE_INIT;
 
 __attribute__((constructor)) static void blas_constructor(void) { pthread_once(&fix_once, farol_blas_fix_core); }
 
-void farol_blas_ready(void) { pthread_once(&fix_once, farol_blas_fix_core); }
+void farol_blas_ready(void) {
+    pthread_once(&fix_once, farol_blas_fix_core);
+    farol_threads_adapt();
+}
 
 /* "0.3.21" from "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." */
 static const char *blas_version(void) {
@@ -177,4 +180,5 @@ void farol_get_config(farol_config_info *out) {
 #endif
     out->kernel_isa = kernel_isa();
     out->threads = farol_get_num_threads();
+    out->threads_in_use = farol_threads_in_use();
 }

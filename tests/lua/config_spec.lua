@@ -16,6 +16,7 @@ describe("farol.config", function()
     end
     assert.is_string(c.kernel_isa)
     assert.equals(farol.get_num_threads(), c.threads)
+    assert.is_true(c.threads_in_use >= 1 and c.threads_in_use <= c.threads)
     if c.dnnl_version then assert.matches("^%d+%.%d+%.%d+$", c.dnnl_version); assert.is_string(c.dnnl_isa) end
   end)
 
@@ -34,6 +35,9 @@ describe("farol.config", function()
     assert.equals(c.dnnl_version ~= nil, farol.config{fast_conv = true}.fast_conv)
     assert.is_false(farol.config{winograd = false}.winograd)
     assert.is_true(farol.config{winograd = true}.winograd)
+    assert.is_false(farol.config{adaptive_threads = false}.adaptive_threads)
+    assert.equals(farol.get_num_threads(), farol.config().threads_in_use)
+    assert.is_true(farol.config{adaptive_threads = true}.adaptive_threads)
     farol.config{fast_conv = c.fast_conv}
     assert.equals(c.fast_conv, farol.config().fast_conv)
   end)
@@ -61,7 +65,7 @@ describe("farol.config", function()
     assert.has_error(function() farol.config({}, 2) end,
                      "farol: config: takes at most one argument (an options table), got 2")
     assert.has_error(function() farol.config{fast = true} end,
-                     "farol: config: unknown option 'fast' (expected fast_conv, winograd)")
+                     "farol: config: unknown option 'fast' (expected fast_conv, winograd, adaptive_threads)")
     assert.has_error(function() farol.config{fast_conv = 1} end,
                      "farol: config: fast_conv must be a boolean, got number")
     -- nothing changes when one key is wrong
