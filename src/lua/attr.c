@@ -343,7 +343,7 @@ static int l_attr_target(lua_State *L) {
             return farol_error(L, "farol: %s: the per-example target has %lld entries but the batch "
                                "has %lld examples", m, (long long)tg.n_examples, (long long)n);
         attr_target *t = push_attr_target(L, &tg, tg_values(&tg));
-        memcpy(t->idx, tg.idx, (size_t)tg_values(&tg) * sizeof *t->idx);
+        if (tg_values(&tg) > 0) memcpy(t->idx, tg.idx, (size_t)tg_values(&tg) * sizeof *t->idx);
         return 1;
     }
     if (!lua_istable(L, 2) || lua_getmetatable(L, 2))
