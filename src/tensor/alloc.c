@@ -107,17 +107,31 @@ static struct {
 
 static size_t block_size(const char *raw) { return *(const size_t *)raw; }
 
+/* Cached buffers come in size classes, eight per power of two (at most
+ * 12.5 % over the size asked for), so that a block freed by one op serves
+ * the next op's slightly different size (oneDNN's reorder buffers, a
+ * layer's output after another's) instead of sitting in the cache beside a
+ * new one.  The block's header keeps the size asked for (live bytes count
+ * that); the memory behind it is the class size. */
+static size_t size_class(size_t n) {
+    if (n < CACHE_MIN_BYTES) return n;
+    size_t step = (size_t)1 << (63 - __builtin_clzll((unsigned long long)n) - 3);
+    return (n + step - 1) / step * step;
+}
+
 static char *cache_take(size_t n) {
     char *found = NULL;
+    size_t c = size_class(n);
     pthread_mutex_lock(&cache.lock);
     for (int i = 0; i < cache.n; i++)
-        if (block_size(cache.block[i]) == n) {
+        if (size_class(block_size(cache.block[i])) == c) {
             found = cache.block[i];
+            cache.total -= block_size(found);
             cache.block[i] = cache.block[--cache.n];
-            cache.total -= n;
             break;
         }
     pthread_mutex_unlock(&cache.lock);
+    if (found) *(size_t *)found = n;
     return found;
 }
 
@@ -154,7 +168,7 @@ void *farol_aligned_alloc(size_t n) {
     if (n > ((size_t)1 << 46)) return NULL;  /* 64 TiB: refuse before rounding overflows */
     char *raw = USE_CACHE && n >= CACHE_MIN_BYTES ? cache_take(n) : NULL;
     if (!raw) {
-        size_t total = (n + 64 + 63) & ~(size_t)63;
+        size_t total = ((USE_CACHE ? size_class(n) : n) + 64 + 63) & ~(size_t)63;
         raw = aligned_alloc(64, total);
         if (!raw) return NULL;
         *(size_t *)raw = n;
