@@ -11,15 +11,16 @@
  * Good manners on a shared machine: OpenMP's threads spin while they wait,
  * so when another process holds one of the cores, a 2-thread run can take
  * several times as long as a 1-thread one (measured: 2.4x on ResNet-18, up
- * to 14x on the MLP).  libgomp reads its wait policy once, before farol can
- * set it, so farol adapts the thread count instead: at most every 200 ms,
- * before heavy ops, it reads how much CPU other processes used on the cores
- * it may run on (/proc/stat minus its own CPU time) and runs no more threads
- * than the cores they leave idle, back up to the count asked for when they
- * stop.  Results do not depend on the thread count, so this changes only
- * the time.  Only when more than one thread was asked for (several OS
- * threads running farol each ask for one).  farol_set_adaptive_threads(false)
- * turns it off. */
+ * to 14x on the MLP).  The farol runner makes libgomp wait passively
+ * (src/cli/main.c); programs that load farol.so may instead turn on
+ * adaptive threads (farol_set_adaptive_threads(true), off by default): at
+ * most every 200 ms, before heavy ops, farol reads how much CPU other
+ * processes used on the cores it may run on (/proc/stat minus its own CPU
+ * time) and runs no more threads than the cores they leave idle, back up to
+ * the count asked for when they stop.  Only when more than one thread was
+ * asked for (several OS threads running farol each ask for one).  Off by
+ * default because OpenBLAS's GEMM can round differently with another thread
+ * count, so results would depend on the machine's load. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -34,7 +35,7 @@
 
 static atomic_int num_threads;        /* 0 until set: all cores */
 static atomic_int active;             /* the count in use (0: as set); fewer under foreign load */
-static atomic_bool adaptive = true;
+static atomic_bool adaptive = false;
 static _Thread_local int applied;     /* the count this OS thread's OpenMP was given */
 
 static void set_pools(int n) {

@@ -1,6 +1,7 @@
-/* Adaptive threads: the count for a given foreign load, and a run with busy
- * child processes on all cores but one, where farol must drop to one
- * thread (and stay at the count asked for when adaptation is off). */
+/* Adaptive threads (off by default): the count for a given foreign load,
+ * and a run with busy child processes on all cores but one, where farol
+ * must drop to one thread (and stay at the count asked for when adaptation
+ * is off). */
 #define _GNU_SOURCE
 #include "testutil.h"
 
@@ -29,6 +30,8 @@ static void adapt_for(double seconds) {
     }
 }
 
+static void test_off_by_default(void **state) { assert_false(farol_adaptive_threads()); }
+
 static void test_busy_cores(void **state) {
     cpu_set_t set;
     assert_int_equal(sched_getaffinity(0, sizeof set, &set), 0);
@@ -36,6 +39,7 @@ static void test_busy_cores(void **state) {
     if (cores < 2 || cores > 8) skip();
     int threads = farol_get_num_threads();
     farol_set_num_threads(2);
+    farol_set_adaptive_threads(true);
     pid_t kids[8];
     for (int i = 0; i < cores - 1; i++) {
         kids[i] = fork();
@@ -49,7 +53,6 @@ static void test_busy_cores(void **state) {
     int off_use = farol_threads_in_use();
     adapt_for(0.3);
     int off_after = farol_threads_in_use();
-    farol_set_adaptive_threads(true);
     for (int i = 0; i < cores - 1; i++) {
         kill(kids[i], SIGKILL);
         waitpid(kids[i], NULL, 0);
@@ -62,6 +65,7 @@ static void test_busy_cores(void **state) {
 
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_off_by_default, tu_reset),
         cmocka_unit_test_setup(test_threads_for_load, tu_reset),
         cmocka_unit_test_setup(test_busy_cores, tu_reset),
     };

@@ -74,3 +74,24 @@ describe("farol.config", function()
     assert.equals(before, farol.config().winograd)
   end)
 end)
+
+describe("the farol runner", function()
+  local runner = os.getenv("FAROL_RUNNER") or "build/farol"
+  local function run(env)
+    local p = assert(io.popen(env .. " OMP_DISPLAY_ENV=VERBOSE " .. runner
+                              .. " -e 'print(\"policy=\" .. tostring(os.getenv(\"OMP_WAIT_POLICY\")))' 2>&1"))
+    local out = p:read("a")
+    p:close()
+    return out
+  end
+
+  it("makes OpenMP wait passively unless the user chose, and leaves the environment as it was", function()
+    local out = run("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT")
+    -- the last display is the one of the process that runs the script
+    assert.equals("'0'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
+    assert.truthy(out:find("policy=nil", 1, true))
+    out = run("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=ACTIVE")
+    assert.is_not.equals("'0'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
+    assert.truthy(out:find("policy=ACTIVE", 1, true))
+  end)
+end)
