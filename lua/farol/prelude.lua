@@ -7,4 +7,6 @@ farol.models = require("farol.models")
 require("farol.image")
 require("farol.viz")
 require("farol.dataset")
+-- help(x): docs/API.md on x (loaded on first use)
+function farol.help(...) return require("farol.help").help(...) end
 return farol

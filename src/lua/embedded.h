@@ -11,6 +11,7 @@ typedef struct {
     const char *chunk;   /* chunk name in messages: "@lua/farol/nn/init.lua" */
     const char *src;
     size_t len;
+    int text;            /* 1: not Lua, require returns the text (docs/API.md) */
 } farol_lua_source;
 
 /* ends with an entry whose name is NULL */

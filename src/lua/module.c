@@ -144,6 +144,10 @@ static const luaL_Reg funcs[] = {
  * would run the file, with the module name as its argument */
 static int load_embedded(lua_State *L) {
     const farol_lua_source *m = &farol_lua_sources[lua_tointeger(L, lua_upvalueindex(1))];
+    if (m->text) {
+        lua_pushlstring(L, m->src, m->len);
+        return 1;
+    }
     if (luaL_loadbuffer(L, m->src, m->len, m->chunk) != LUA_OK) return lua_error(L);
     lua_pushstring(L, m->name);
     lua_call(L, 1, 1);
