@@ -88,20 +88,15 @@ static int l_config(lua_State *L) {
     int top = lua_gettop(L);
     if (top > 1) return farol_error(L, "farol: config: takes at most one argument (an options table), got %d", top);
     if (top == 1) {
-        if (!lua_istable(L, 1))
-            return farol_error(L, "farol: config: options must be a table, got %s", luaL_typename(L, 1));
-        /* check every key before changing anything */
+        static const char *const valid[] = {"fast_conv", "winograd", "adaptive_threads", NULL};
+        farol_lua_check_options(L, 1, "config", valid);
+        /* check every value before changing anything */
         for (int pass = 0; pass < 2; pass++) {
             lua_pushnil(L);
             while (lua_next(L, 1)) {
-                const char *k = lua_type(L, -2) == LUA_TSTRING ? lua_tostring(L, -2) : NULL;
-                bool fast = k && strcmp(k, "fast_conv") == 0, wino = k && strcmp(k, "winograd") == 0;
-                bool adapt = k && strcmp(k, "adaptive_threads") == 0;
-                if (!fast && !wino && !adapt) {
-                    lua_pushvalue(L, -2);
-                    return farol_error(L, "farol: config: unknown option '%s' (expected fast_conv, winograd, "
-                                       "adaptive_threads)", luaL_tolstring(L, -1, NULL));
-                }
+                const char *k = lua_tostring(L, -2);  /* a valid name: a string */
+                bool fast = strcmp(k, "fast_conv") == 0, wino = strcmp(k, "winograd") == 0;
+                bool adapt = strcmp(k, "adaptive_threads") == 0;
                 if (!lua_isboolean(L, -1))
                     return farol_error(L, "farol: config: %s must be a boolean, got %s", k, luaL_typename(L, -1));
                 if (pass == 1 && fast) farol_set_fast_conv(lua_toboolean(L, -1));

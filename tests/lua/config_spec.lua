@@ -65,7 +65,7 @@ describe("farol.config", function()
     assert.has_error(function() farol.config({}, 2) end,
                      "farol: config: takes at most one argument (an options table), got 2")
     assert.has_error(function() farol.config{fast = true} end,
-                     "farol: config: unknown option 'fast' (expected fast_conv, winograd, adaptive_threads)")
+                     "farol: config: unknown option 'fast' (valid: fast_conv, winograd, adaptive_threads)")
     assert.has_error(function() farol.config{fast_conv = 1} end,
                      "farol: config: fast_conv must be a boolean, got number")
     -- nothing changes when one key is wrong

@@ -161,9 +161,17 @@ end)
 
 describe("activation modules", function()
   it("check their arguments and match the functions", function()
+    local x = farol.tensor{-7, -3, -1, 0, 1, 3, 6, 7}
     H.fails(function() nn.LeakyReLU("x") end, "farol: nn.LeakyReLU: negative_slope must be a number, got string")()
     H.fails(function() nn.ELU({}) end, "farol: nn.ELU: alpha must be a number, got table")()
-    local x = farol.tensor{-7, -3, -1, 0, 1, 3, 6, 7}
+    H.fails(function() nn.Tanh(1) end, "farol: nn.Tanh: takes no arguments, got 1")()
+    H.fails(function() nn.ReLU6(1) end, "farol: nn.ReLU6: inplace must be a boolean, got number")()
+    H.fails(function() nn.LeakyReLU(0.2, true, 1) end,
+            "farol: nn.LeakyReLU: takes at most 2 arguments (negative_slope, inplace), got 3")()
+    H.fails(function() nn.Hardswish()(x, x) end, "farol: nn.Hardswish: forward takes one input, got 2 arguments")()
+    H.fails(function() nn.GELU("tanh") end,
+            "farol: nn.GELU: approximate must be \"none\" (farol has the exact form only), got tanh")()
+    assert.are.equal(0.01, nn.LeakyReLU(nil, true).negative_slope)
     assert.are.same({0, 0, 0, 0, 1, 3, 6, 6}, nn.ReLU6()(x):totable())
     H.close(farol.nn.functional.hardsigmoid(x), farol.tensor{0, 0, 1 / 3, 0.5, 2 / 3, 1, 1, 1}, 1e-7, 0)
     H.close(x:hardswish(), x * nn.Hardsigmoid()(x), 1e-6, 1e-6)

@@ -386,12 +386,68 @@ simple("Linear", function(self, x) return farol.linear(x, self.weight, self.bias
     end
   end)
 
-simple("ReLU", function(_, x) return x:relu() end)
-simple("Sigmoid", function(_, x) return x:sigmoid() end)
-simple("Tanh", function(_, x) return x:tanh() end)
-simple("GELU", function(_, x) return x:gelu() end)
-simple("SiLU", function(_, x) return x:silu() end)
-simple("Identity", function(_, x) return x end)
+-- Element-wise activations take one input; a stray argument is an error.
+-- Constructors take PyTorch's arguments: `inplace` (a boolean, accepted and
+-- without effect: farol's results are the same either way) where PyTorch
+-- has it, and the function's own parameters.
+local function one_input(name, op)
+  return function(self, x, ...)
+    if select("#", ...) > 0 then
+      fail("nn.%s: forward takes one input, got %d arguments", name, 1 + select("#", ...))
+    end
+    return op(self, x)
+  end
+end
+
+-- init(self, ...) checking that the arguments are at most the given
+-- parameters (numbers) followed by an optional boolean inplace
+local function activation_args(name, params, inplace)
+  return function(self, ...)
+    local n, max = select("#", ...), #params + (inplace and 1 or 0)
+    if n > max and max == 0 then fail("nn.%s: takes no arguments, got %d", name, n) end
+    if n > max then
+      fail("nn.%s: takes at most %d argument%s (%s), got %d", name, max, max == 1 and "" or "s",
+           table.concat(params, ", ") .. (inplace and (#params > 0 and ", " or "") .. "inplace" or ""), n)
+    end
+    for i, p in ipairs(params) do
+      local v = select(i, ...)
+      if v ~= nil and type(v) ~= "number" then fail("nn.%s: %s must be a number, got %s", name, p, type(v)) end
+      self[p] = v
+    end
+    local ip = select(#params + 1, ...)
+    if ip ~= nil and type(ip) ~= "boolean" then fail("nn.%s: inplace must be a boolean, got %s", name, type(ip)) end
+  end
+end
+
+local function activation(name, op, params, inplace, defaults)
+  local init = activation_args(name, params or {}, inplace)
+  simple(name, one_input(name, op), function(self, ...)
+    init(self, ...)
+    for k, v in pairs(defaults or {}) do
+      if self[k] == nil then self[k] = v end
+    end
+  end)
+end
+
+activation("ReLU", function(_, x) return x:relu() end, nil, true)
+activation("Sigmoid", function(_, x) return x:sigmoid() end)
+activation("Tanh", function(_, x) return x:tanh() end)
+activation("SiLU", function(_, x) return x:silu() end, nil, true)
+activation("ReLU6", function(_, x) return x:relu6() end, nil, true)
+activation("Hardswish", function(_, x) return x:hardswish() end, nil, true)
+activation("Hardsigmoid", function(_, x) return x:hardsigmoid() end, nil, true)
+activation("LeakyReLU", function(self, x) return farol.leaky_relu(x, self.negative_slope) end,
+           {"negative_slope"}, true, {negative_slope = 0.01})
+activation("ELU", function(self, x) return farol.elu(x, self.alpha) end, {"alpha"}, true, {alpha = 1.0})
+simple("Identity", function(_, x) return x end)  -- PyTorch's Identity ignores its arguments too
+
+-- GELU([approximate = "none"]): the exact (erf) form only
+simple("GELU", one_input("GELU", function(_, x) return x:gelu() end), function(self, approximate, ...)
+  if select("#", ...) > 0 then fail("nn.GELU: takes at most 1 argument (approximate), got %d", 1 + select("#", ...)) end
+  if approximate ~= nil and approximate ~= "none" then
+    fail("nn.GELU: approximate must be \"none\" (farol has the exact form only), got %s", tostring(approximate))
+  end
+end)
 
 simple("Softmax", function(self, x) return farol.softmax(x, self.dim) end,
   function(self, dim)
@@ -474,27 +530,9 @@ nn.Sequential.__index = function(self, k)
   return sequential_class[k]
 end
 
--- element-wise activations: PyTorch's values and gradients at the kinks
--- (ReLU6 and Hardsigmoid have gradient 0 at their corners, unlike clamp)
-simple("ReLU6", function(_, x) return x:relu6() end)
-simple("Hardswish", function(_, x) return x:hardswish() end)
-simple("Hardsigmoid", function(_, x) return x:hardsigmoid() end)
-
-simple("LeakyReLU", function(self, x) return farol.leaky_relu(x, self.negative_slope) end,
-  function(self, negative_slope)
-    if negative_slope == nil then negative_slope = 0.01 end
-    if type(negative_slope) ~= "number" then
-      fail("nn.LeakyReLU: negative_slope must be a number, got %s", type(negative_slope))
-    end
-    self.negative_slope = negative_slope
-  end)
-
-simple("ELU", function(self, x) return farol.elu(x, self.alpha) end,
-  function(self, alpha)
-    if alpha == nil then alpha = 1.0 end
-    if type(alpha) ~= "number" then fail("nn.ELU: alpha must be a number, got %s", type(alpha)) end
-    self.alpha = alpha
-  end)
+-- ReLU6, Hardswish and Hardsigmoid follow PyTorch's values and gradients at
+-- the kinks (ReLU6 and Hardsigmoid have gradient 0 at their corners, unlike
+-- clamp): see src/ops/pointwise.c
 
 -- the ops as nn.functional.*
 for _, name in ipairs({"linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
