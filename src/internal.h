@@ -202,6 +202,34 @@ FILE *farol_open_regular(const char *path, char *why, size_t n, uint64_t *size);
  * keeps one per thread); cheap, called on entry from the Lua binding */
 void farol_sync_num_threads(void);
 
+/* ---- run-time instruction set (src/tensor/cpu.c) ----
+ * A kernel file compiles its hot kernels again between FAROL_ISA_BEGIN_AVX2
+ * (or _AVX512) and FAROL_ISA_END under names ending _avx2 (_avx512), and
+ * calls them with FAROL_ISA_DISPATCH(name, (args)).  Only for floating-point
+ * kernels: gcc 12's AVX-512 code for an int64 reduction gave wrong sums. */
+typedef enum { FAROL_ISA_BASE, FAROL_ISA_AVX2, FAROL_ISA_AVX512, FAROL_ISA_COUNT } farol_isa;
+farol_isa farol_cpu_isa(void);
+const char *farol_cpu_isa_name(void);
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define FAROL_HAVE_ISA_VARIANTS 1
+#define FAROL_ISA_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define FAROL_ISA_BEGIN_AVX512                                                               \
+    _Pragma("GCC push_options")                                                              \
+    _Pragma("GCC target(\"avx512f,avx512vl,avx512bw,avx512dq,avx2,fma\")")
+#define FAROL_ISA_END _Pragma("GCC pop_options")
+#define FAROL_ISA_DISPATCH(name, args)                                                        \
+    do {                                                                                      \
+        switch (farol_cpu_isa()) {                                                            \
+        case FAROL_ISA_AVX512: name##_avx512 args; break;                                     \
+        case FAROL_ISA_AVX2: name##_avx2 args; break;                                         \
+        default: name args; break;                                                            \
+        }                                                                                     \
+    } while (0)
+#else
+#define FAROL_HAVE_ISA_VARIANTS 0
+#define FAROL_ISA_DISPATCH(name, args) name args
+#endif
+
 /* OpenMP: parallelise a loop only above this many elements of work */
 #define FAROL_PAR_MIN 32768
 

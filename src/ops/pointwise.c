@@ -177,6 +177,16 @@ enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
 
 POINTWISE_KERNELS(float, f32)
 POINTWISE_KERNELS(double, f64)
+#if FAROL_HAVE_ISA_VARIANTS /* the same kernels for AVX2 and AVX-512, chosen at run time */
+FAROL_ISA_BEGIN_AVX2
+POINTWISE_KERNELS(float, f32_avx2)
+POINTWISE_KERNELS(double, f64_avx2)
+FAROL_ISA_END
+FAROL_ISA_BEGIN_AVX512
+POINTWISE_KERNELS(float, f32_avx512)
+POINTWISE_KERNELS(double, f64_avx512)
+FAROL_ISA_END
+#endif
 
 /* ---- shared plumbing ---- */
 
@@ -234,9 +244,9 @@ farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op)
     }
     int64_t n = farol_numel(out);
     if (x->dtype == FAROL_F32)
-        unary_fwd_f32(op, farol_data(out), farol_data(xc), n);
+        FAROL_ISA_DISPATCH(unary_fwd_f32, (op, farol_data(out), farol_data(xc), n));
     else
-        unary_fwd_f64(op, farol_data(out), farol_data(xc), n);
+        FAROL_ISA_DISPATCH(unary_fwd_f64, (op, farol_data(out), farol_data(xc), n));
     farol_tensor *keep = op == FAROL_SIGN ? NULL : saves_output[op] ? out : xc;
     out = farol_record(FAROL_OP_UNARY, out, 1, &x, FAROL_SAVE(keep),
                        &(farol_op_params){.pw = {.kind = op}});
@@ -249,9 +259,9 @@ static void unary_bwd_run(void *ctx, farol_dtype dt, void *gi, const void *g, co
 {
     int op = *(const int *)ctx;
     if (dt == FAROL_F32)
-        unary_bwd_f32(op, gi, g, s, n);
+        FAROL_ISA_DISPATCH(unary_bwd_f32, (op, gi, g, s, n));
     else
-        unary_bwd_f64(op, gi, g, s, n);
+        FAROL_ISA_DISPATCH(unary_bwd_f64, (op, gi, g, s, n));
 }
 
 int farol_unary_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
@@ -287,9 +297,9 @@ static farol_tensor *param_forward(const char *fn, farol_op op, int kind, farol_
     }
     int64_t n = farol_numel(out);
     if (x->dtype == FAROL_F32)
-        param_fwd_f32(kind, prm, farol_data(out), farol_data(xc), n);
+        FAROL_ISA_DISPATCH(param_fwd_f32, (kind, prm, farol_data(out), farol_data(xc), n));
     else
-        param_fwd_f64(kind, prm, farol_data(out), farol_data(xc), n);
+        FAROL_ISA_DISPATCH(param_fwd_f64, (kind, prm, farol_data(out), farol_data(xc), n));
     out = farol_record(op, out, 1, &x, FAROL_SAVE(xc),
                        &(farol_op_params){.pw = {.kind = kind, .a = p0, .b = p1}});
     farol_release(xc);
@@ -302,9 +312,9 @@ static void param_bwd_run(void *ctx, farol_dtype dt, void *gi, const void *g, co
     const farol_node *node = ctx;
     const double prm[2] = {node->p.pw.a, node->p.pw.b};
     if (dt == FAROL_F32)
-        param_bwd_f32(node->p.pw.kind, prm, gi, g, s, n);
+        FAROL_ISA_DISPATCH(param_bwd_f32, (node->p.pw.kind, prm, gi, g, s, n));
     else
-        param_bwd_f64(node->p.pw.kind, prm, gi, g, s, n);
+        FAROL_ISA_DISPATCH(param_bwd_f64, (node->p.pw.kind, prm, gi, g, s, n));
 }
 
 static int param_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)

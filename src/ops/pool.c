@@ -271,18 +271,44 @@ DEFINE_AVG_FORWARD(float, avg_forward_f32)
 DEFINE_AVG_FORWARD(double, avg_forward_f64)
 DEFINE_AVG_BACKWARD(float, avg_backward_f32)
 DEFINE_AVG_BACKWARD(double, avg_backward_f64)
+#if FAROL_HAVE_ISA_VARIANTS /* the same kernels for AVX2 and AVX-512, chosen at run time */
+FAROL_ISA_BEGIN_AVX2
+DEFINE_MAX_FORWARD(float, max_forward_f32_avx2)
+DEFINE_MAX_FORWARD(double, max_forward_f64_avx2)
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx2)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx2)
+DEFINE_MAX_BACKWARD(float, max_backward_f32_avx2)
+DEFINE_MAX_BACKWARD(double, max_backward_f64_avx2)
+DEFINE_AVG_FORWARD(float, avg_forward_f32_avx2)
+DEFINE_AVG_FORWARD(double, avg_forward_f64_avx2)
+DEFINE_AVG_BACKWARD(float, avg_backward_f32_avx2)
+DEFINE_AVG_BACKWARD(double, avg_backward_f64_avx2)
+FAROL_ISA_END
+FAROL_ISA_BEGIN_AVX512
+DEFINE_MAX_FORWARD(float, max_forward_f32_avx512)
+DEFINE_MAX_FORWARD(double, max_forward_f64_avx512)
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx512)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx512)
+DEFINE_MAX_BACKWARD(float, max_backward_f32_avx512)
+DEFINE_MAX_BACKWARD(double, max_backward_f64_avx512)
+DEFINE_AVG_FORWARD(float, avg_forward_f32_avx512)
+DEFINE_AVG_FORWARD(double, avg_forward_f64_avx512)
+DEFINE_AVG_BACKWARD(float, avg_backward_f32_avx512)
+DEFINE_AVG_BACKWARD(double, avg_backward_f64_avx512)
+FAROL_ISA_END
+#endif
 
 static void avg_forward(const pool_plan *p, farol_tensor *out, const farol_tensor *x) {
-    if (x->dtype == FAROL_F32) avg_forward_f32(p, farol_data(out), farol_data(x));
-    else avg_forward_f64(p, farol_data(out), farol_data(x));
+    if (x->dtype == FAROL_F32) FAROL_ISA_DISPATCH(avg_forward_f32, (p, farol_data(out), farol_data(x)));
+    else FAROL_ISA_DISPATCH(avg_forward_f64, (p, farol_data(out), farol_data(x)));
 }
 
 /* gx: a new tensor of the input's shape */
 static farol_tensor *avg_backward(const pool_plan *p, const farol_edge *e, farol_tensor *gout) {
     farol_tensor *gc = farol_cast_raw(gout, e->dtype);
     farol_tensor *gx = gc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
-    if (gx && e->dtype == FAROL_F32) avg_backward_f32(p, farol_data(gx), farol_data(gc));
-    else if (gx) avg_backward_f64(p, farol_data(gx), farol_data(gc));
+    if (gx && e->dtype == FAROL_F32) FAROL_ISA_DISPATCH(avg_backward_f32, (p, farol_data(gx), farol_data(gc)));
+    else if (gx) FAROL_ISA_DISPATCH(avg_backward_f64, (p, farol_data(gx), farol_data(gc)));
     farol_release(gc);
     return gx;
 }
@@ -307,10 +333,10 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     if (out && (idx || !rec)) {
         int64_t *ip = idx ? farol_data(idx) : NULL;
         bool f32 = x->dtype == FAROL_F32;
-        if (two && f32) max_forward_2x2_f32(&p, farol_data(out), ip, farol_data(xc));
-        else if (two) max_forward_2x2_f64(&p, farol_data(out), ip, farol_data(xc));
-        else if (f32) max_forward_f32(&p, farol_data(out), ip, farol_data(xc));
-        else max_forward_f64(&p, farol_data(out), ip, farol_data(xc));
+        if (two && f32) FAROL_ISA_DISPATCH(max_forward_2x2_f32, (&p, farol_data(out), ip, farol_data(xc)));
+        else if (two) FAROL_ISA_DISPATCH(max_forward_2x2_f64, (&p, farol_data(out), ip, farol_data(xc)));
+        else if (f32) FAROL_ISA_DISPATCH(max_forward_f32, (&p, farol_data(out), ip, farol_data(xc)));
+        else FAROL_ISA_DISPATCH(max_forward_f64, (&p, farol_data(out), ip, farol_data(xc)));
     } else {
         farol_release(out);
         out = NULL;
@@ -334,8 +360,8 @@ int farol_max_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     };
     farol_tensor *gc = farol_cast_raw(gout, e->dtype);
     farol_tensor *gx = gc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
-    if (gx && e->dtype == FAROL_F32) max_backward_f32(&p, farol_data(gx), farol_data(gc), farol_data(idx));
-    else if (gx) max_backward_f64(&p, farol_data(gx), farol_data(gc), farol_data(idx));
+    if (gx && e->dtype == FAROL_F32) FAROL_ISA_DISPATCH(max_backward_f32, (&p, farol_data(gx), farol_data(gc), farol_data(idx)));
+    else if (gx) FAROL_ISA_DISPATCH(max_backward_f64, (&p, farol_data(gx), farol_data(gc), farol_data(idx)));
     farol_release(gc);
     gin[0] = gx;
     return gx ? 0 : -1;

@@ -111,6 +111,16 @@ static inline float fast_expf(float x) {
 
 DEF_SOFTMAX(float, f32, fast_expf)
 DEF_SOFTMAX(double, f64, exp)
+#if FAROL_HAVE_ISA_VARIANTS /* the same kernels for AVX2 and AVX-512, chosen at run time */
+FAROL_ISA_BEGIN_AVX2
+DEF_SOFTMAX(float, f32_avx2, fast_expf)
+DEF_SOFTMAX(double, f64_avx2, exp)
+FAROL_ISA_END
+FAROL_ISA_BEGIN_AVX512
+DEF_SOFTMAX(float, f32_avx512, fast_expf)
+DEF_SOFTMAX(double, f64_avx512, exp)
+FAROL_ISA_END
+#endif
 
 /* x as (outer, n, inner) around dim d */
 static void split_at(int ndim, const int64_t *shape, int d, int64_t *outer, int64_t *n,
@@ -144,8 +154,10 @@ static farol_tensor *softmax_op(bool logsm, farol_tensor *x, int dim) {
         farol_release(xc);
         return NULL;
     }
-    if (x->dtype == FAROL_F32) forward_f32(logsm, farol_data(out), farol_data(xc), outer, n, inner);
-    else forward_f64(logsm, farol_data(out), farol_data(xc), outer, n, inner);
+    if (x->dtype == FAROL_F32)
+        FAROL_ISA_DISPATCH(forward_f32, (logsm, farol_data(out), farol_data(xc), outer, n, inner));
+    else
+        FAROL_ISA_DISPATCH(forward_f64, (logsm, farol_data(out), farol_data(xc), outer, n, inner));
     farol_release(xc);
 
     return farol_record(op, out, 1, ins, FAROL_SAVE(out), &(farol_op_params){.dim = {d}});
@@ -175,9 +187,9 @@ static int softmax_backward(bool logsm, farol_node *nd, farol_tensor *gout, faro
         return -1;
     }
     if (e->dtype == FAROL_F32)
-        backward_f32(logsm, farol_data(gx), farol_data(g), farol_data(y), outer, n, inner);
+        FAROL_ISA_DISPATCH(backward_f32, (logsm, farol_data(gx), farol_data(g), farol_data(y), outer, n, inner));
     else
-        backward_f64(logsm, farol_data(gx), farol_data(g), farol_data(y), outer, n, inner);
+        FAROL_ISA_DISPATCH(backward_f64, (logsm, farol_data(gx), farol_data(g), farol_data(y), outer, n, inner));
     farol_release(y);
     farol_release(g);
     gin[0] = gx;

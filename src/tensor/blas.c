@@ -152,16 +152,17 @@ static void dnnl_describe(void) {
 }
 #endif
 
-/* the instruction set farol's own loops were compiled for */
+/* the instruction set farol's own hot loops run: chosen at run time
+ * (src/tensor/cpu.c), on top of what the whole build was compiled for */
 static const char *kernel_isa(void) {
 #if defined(__AVX512F__)
-    return "avx512";
-#elif defined(__AVX2__) && defined(__FMA__)
-    return "avx2+fma (x86-64-v3)";
-#elif defined(__x86_64__)
-    return "sse2 (x86-64)";
+    return "avx512 (the build targets it: FAROL_NATIVE)";
+#elif defined(__AVX2__)
+    static char buf[64];
+    snprintf(buf, sizeof buf, "%s (build: avx2, FAROL_NATIVE)", farol_cpu_isa_name());
+    return buf;
 #else
-    return "generic";
+    return farol_cpu_isa_name();
 #endif
 }
 
