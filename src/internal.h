@@ -190,7 +190,9 @@ int farol_begin_inplace(const char *fn, farol_tensor *t);
 /* allocation that can be made to fail in tests (counts every call) */
 void *farol_malloc(size_t n);
 void *farol_calloc(size_t n, size_t size);
+void *farol_realloc(void *p, size_t n);  /* p may be NULL; NULL on failure (p kept) */
 void farol_free(void *p);
+int64_t farol_live_allocs(void);         /* blocks not yet freed (for the tests) */
 void *farol_aligned_alloc(size_t n);
 void farol_aligned_free(void *p);
 

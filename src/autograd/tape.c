@@ -79,7 +79,7 @@ void farol_node_release(farol_node *n) {
             if (!in || --in->refcount > 0) continue;
             if (top == cap) {
                 size_t ncap = cap * 2;
-                farol_node **s = malloc(ncap * sizeof *s);
+                farol_node **s = farol_malloc(ncap * sizeof *s);
                 if (!s) {
                     /* cannot grow: release recursively instead of leaking */
                     in->refcount = 1;
@@ -87,7 +87,7 @@ void farol_node_release(farol_node *n) {
                     continue;
                 }
                 memcpy(s, stack, top * sizeof *s);
-                if (stack != stack_small) free(stack);
+                if (stack != stack_small) farol_free(stack);
                 stack = s;
                 cap = ncap;
             }
@@ -96,7 +96,7 @@ void farol_node_release(farol_node *n) {
         farol_free(x->inputs);
         farol_free(x);
     }
-    if (stack != stack_small) free(stack);
+    if (stack != stack_small) farol_free(stack);
 }
 
 bool farol_is_leaf(const farol_tensor *t) { return !t->node || t->node->op == FAROL_OP_LEAF; }

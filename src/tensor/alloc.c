@@ -66,17 +66,37 @@ static bool should_fail(void) {
     return alloc_fail_at > 0 && alloc_count == alloc_fail_at;
 }
 
+/* blocks handed out and not yet freed: the test suites check it is 0 after
+ * every test */
+static atomic_int_fast64_t live_allocs;
+
+int64_t farol_live_allocs(void) { return (int64_t)atomic_load(&live_allocs); }
+
 void *farol_malloc(size_t n) {
     if (should_fail()) return NULL;
-    return malloc(n ? n : 1);
+    void *p = malloc(n ? n : 1);
+    if (p) atomic_fetch_add_explicit(&live_allocs, 1, memory_order_relaxed);
+    return p;
 }
 
 void *farol_calloc(size_t n, size_t size) {
     if (should_fail()) return NULL;
-    return calloc(n ? n : 1, size ? size : 1);
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p) atomic_fetch_add_explicit(&live_allocs, 1, memory_order_relaxed);
+    return p;
 }
 
-void farol_free(void *p) { free(p); }
+void *farol_realloc(void *p, size_t n) {
+    if (should_fail()) return NULL;
+    void *q = realloc(p, n ? n : 1);
+    if (q && !p) atomic_fetch_add_explicit(&live_allocs, 1, memory_order_relaxed);
+    return q;
+}
+
+void farol_free(void *p) {
+    if (p) atomic_fetch_sub_explicit(&live_allocs, 1, memory_order_relaxed);
+    free(p);
+}
 
 static atomic_size_t live_bytes;
 

@@ -18,7 +18,7 @@ static void put(strbuf *b, const char *fmt, ...) {
     va_end(ap);
     if (b->len + (size_t)n + 1 > b->cap) {
         size_t cap = (b->cap ? b->cap * 2 : 256) + (size_t)n;
-        char *s = realloc(b->s, cap);
+        char *s = farol_realloc(b->s, cap);
         if (!s) { b->oom = true; return; }
         b->s = s;
         b->cap = cap;
@@ -121,7 +121,7 @@ char *farol_tostring(const farol_tensor *t) {
         if ((int)w.len > p.width) p.width = (int)w.len;
     }
     if (s.nonfinite && p.width < 4) p.width = 4;
-    free(w.s);
+    farol_free(w.s);
     put(&b, "tensor(");
     if (farol_numel(t) == 0) put(&b, "[]");  /* however large the other dims */
     else put_rows(&b, &p, 0, idx);
@@ -130,9 +130,11 @@ char *farol_tostring(const farol_tensor *t) {
         farol_dtype_name(t->dtype));
     if (t->requires_grad) put(&b, ", requires_grad=true");
     put(&b, ")");
-    if (b.oom) {
-        free(b.s);
-        return NULL;
-    }
-    return b.s;
+    /* the caller frees the result with free(): a plain copy of the buffer,
+     * which went through farol's counting allocator */
+    char *out = b.oom ? NULL : malloc(b.len + 1);
+    if (out) memcpy(out, b.s, b.len + 1);
+    else farol_set_error("farol: tostring: out of memory");
+    farol_free(b.s);
+    return out;
 }

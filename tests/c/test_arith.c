@@ -641,7 +641,7 @@ static void test_alloc_failures(void **state)
     farol_release(g);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_add_fixture),
@@ -665,5 +665,5 @@ int main(void)
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

@@ -180,5 +180,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(test_generic_pick_replaced, tu_reset),
         cmocka_unit_test_setup(test_kernels_correct, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

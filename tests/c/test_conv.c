@@ -388,7 +388,7 @@ static void test_conv_alloc_failures(void **state) {
     assert_int_equal(farol_live_bytes(), live);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv_defaults),
         cmocka_unit_test(test_conv2d_fixture),
@@ -401,5 +401,5 @@ int main(void) {
         cmocka_unit_test(test_conv_errors),
         cmocka_unit_test(test_conv_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

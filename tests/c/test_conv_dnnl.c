@@ -226,7 +226,7 @@ static void test_alloc_failures(void **state) {
     assert_int_equal(farol_live_bytes(), live);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_direct_vs_reference, setup),
         cmocka_unit_test_setup(test_winograd_vs_reference, setup),
@@ -234,5 +234,5 @@ int main(void) {
         cmocka_unit_test_setup(test_switch_off, setup),
         cmocka_unit_test_setup(test_alloc_failures, setup),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

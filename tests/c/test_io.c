@@ -682,7 +682,7 @@ static void test_npy_alloc_failures(void **state) {
     free(b);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_load_all_fixtures),
         cmocka_unit_test(test_fixture_linear_scalar),
@@ -700,5 +700,5 @@ int main(void) {
         cmocka_unit_test(test_npy_reject),
         cmocka_unit_test(test_npy_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, make_tmp_dir, remove_tmp_dir);
+    return tu_run_group(tests, make_tmp_dir, remove_tmp_dir, argc, argv);
 }

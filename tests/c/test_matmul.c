@@ -395,7 +395,7 @@ static void test_alloc_failures(void **state) {
     for (int i = 0; i < 6; i++) farol_release(r[i]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matmul_fixture),
         cmocka_unit_test(test_linear_fixture),
@@ -409,5 +409,5 @@ int main(void) {
         cmocka_unit_test(test_linear_prunes_weight_grads),
         cmocka_unit_test(test_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

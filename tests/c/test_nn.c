@@ -498,7 +498,7 @@ static void test_nn_alloc_failures(void **state) {
     RELEASE_ALL(a, b, lab);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_embedding_fixture, tu_reset),
         cmocka_unit_test_setup(test_embedding_gradcheck, tu_reset),
@@ -521,5 +521,5 @@ int main(void) {
         cmocka_unit_test_setup(test_pad_errors, tu_reset),
         cmocka_unit_test_setup(test_nn_alloc_failures, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

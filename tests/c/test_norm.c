@@ -406,7 +406,7 @@ static void test_norm_alloc_failures(void **state) {
     for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) farol_release(all[i]);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_batch_norm_fixture, tu_reset),
         cmocka_unit_test_setup(test_batch_norm_gradcheck, tu_reset),
@@ -421,5 +421,5 @@ int main(void) {
         cmocka_unit_test_setup(test_layer_norm_errors, tu_reset),
         cmocka_unit_test_setup(test_norm_alloc_failures, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

@@ -380,5 +380,5 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(test_gradcheck_every_unary, tu_reset),
         cmocka_unit_test_setup(test_record_checks_arity, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

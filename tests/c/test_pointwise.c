@@ -406,7 +406,7 @@ static void test_alloc_failures(void **state)
     farol_release(g);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_unary_fixtures),
@@ -420,5 +420,5 @@ int main(void)
         cmocka_unit_test(test_errors_and_names),
         cmocka_unit_test(test_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

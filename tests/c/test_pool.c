@@ -264,7 +264,7 @@ static void test_pool_alloc_failures(void **state) {
     assert_int_equal(farol_live_bytes(), live);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_max_pool2d_fixture),
         cmocka_unit_test(test_avg_pool2d_fixture),
@@ -278,5 +278,5 @@ int main(void) {
         cmocka_unit_test(test_pool_errors),
         cmocka_unit_test(test_pool_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

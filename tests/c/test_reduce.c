@@ -559,7 +559,7 @@ static void test_alloc_failures(void **state) {
     farol_release(x);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sum_mean_fixtures),
         cmocka_unit_test(test_var_std_fixtures),
@@ -581,5 +581,5 @@ int main(void) {
         cmocka_unit_test(test_sum_to),
         cmocka_unit_test(test_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

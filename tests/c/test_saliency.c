@@ -170,12 +170,12 @@ static void test_allocation_failure_through_cnn(void **state) {
     farol_release(c.cw); farol_release(c.cb); farol_release(c.lw);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_target_forms, tu_reset),
         cmocka_unit_test_setup(test_inputs_untouched, tu_reset),
         cmocka_unit_test_setup(test_errors, tu_reset),
         cmocka_unit_test_setup(test_allocation_failure_through_cnn, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

@@ -7,12 +7,6 @@
 #define LEN(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* Every test must give back every byte of tensor storage it took. */
-static int check_no_leak(void **state) {
-    (void)state;
-    assert_int_equal(farol_live_bytes(), 0);
-    return 0;
-}
-
 static void expect_error(farol_tensor *r, const char *what) {
     assert_null(r);
     if (!strstr(farol_last_error_1based(), what))
@@ -761,32 +755,32 @@ static void test_messages_0_based(void **state) {
     farol_release(x);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_teardown(test_messages_0_based, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_transpose, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_permute, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_narrow, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_select, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_index_select, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_expand, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_view_reshape, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_cat, check_no_leak),
-        cmocka_unit_test_teardown(test_fixture_stack, check_no_leak),
-        cmocka_unit_test_teardown(test_grad_views, check_no_leak),
-        cmocka_unit_test_teardown(test_grad_copies, check_no_leak),
-        cmocka_unit_test_teardown(test_to_dtype, check_no_leak),
-        cmocka_unit_test_teardown(test_views_share_storage, check_no_leak),
-        cmocka_unit_test_teardown(test_view_of_strided_input, check_no_leak),
-        cmocka_unit_test_teardown(test_recorded_ops, check_no_leak),
-        cmocka_unit_test_teardown(test_chain_backward, check_no_leak),
-        cmocka_unit_test_teardown(test_large_copies, check_no_leak),
-        cmocka_unit_test_teardown(test_errors_view, check_no_leak),
-        cmocka_unit_test_teardown(test_errors_permute_expand, check_no_leak),
-        cmocka_unit_test_teardown(test_errors_select_narrow, check_no_leak),
-        cmocka_unit_test_teardown(test_errors_index_select, check_no_leak),
-        cmocka_unit_test_teardown(test_errors_cat_stack, check_no_leak),
-        cmocka_unit_test_teardown(test_alloc_failures, check_no_leak),
+        cmocka_unit_test(test_messages_0_based),
+        cmocka_unit_test(test_fixture_transpose),
+        cmocka_unit_test(test_fixture_permute),
+        cmocka_unit_test(test_fixture_narrow),
+        cmocka_unit_test(test_fixture_select),
+        cmocka_unit_test(test_fixture_index_select),
+        cmocka_unit_test(test_fixture_expand),
+        cmocka_unit_test(test_fixture_view_reshape),
+        cmocka_unit_test(test_fixture_cat),
+        cmocka_unit_test(test_fixture_stack),
+        cmocka_unit_test(test_grad_views),
+        cmocka_unit_test(test_grad_copies),
+        cmocka_unit_test(test_to_dtype),
+        cmocka_unit_test(test_views_share_storage),
+        cmocka_unit_test(test_view_of_strided_input),
+        cmocka_unit_test(test_recorded_ops),
+        cmocka_unit_test(test_chain_backward),
+        cmocka_unit_test(test_large_copies),
+        cmocka_unit_test(test_errors_view),
+        cmocka_unit_test(test_errors_permute_expand),
+        cmocka_unit_test(test_errors_select_narrow),
+        cmocka_unit_test(test_errors_index_select),
+        cmocka_unit_test(test_errors_cat_stack),
+        cmocka_unit_test(test_alloc_failures),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

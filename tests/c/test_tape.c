@@ -234,7 +234,7 @@ static void test_allocation_failures(void **state) {
     farol_release(x); farol_release(w);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_prunes_weight_gradients, tu_reset),
         cmocka_unit_test_setup(test_prunes_unrelated_branches, tu_reset),
@@ -248,5 +248,5 @@ int main(void) {
         cmocka_unit_test_setup(test_no_grad_records_nothing, tu_reset),
         cmocka_unit_test_setup(test_allocation_failures, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

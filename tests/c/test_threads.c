@@ -63,11 +63,11 @@ static void test_busy_cores(void **state) {
     assert_int_equal(off_after, 2);
 }
 
-int main(void) {
+int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_off_by_default, tu_reset),
         cmocka_unit_test_setup(test_threads_for_load, tu_reset),
         cmocka_unit_test_setup(test_busy_cores, tu_reset),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return tu_run(tests, argc, argv);
 }

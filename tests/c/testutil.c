@@ -1,7 +1,9 @@
 #include "testutil.h"
 
+#include <fnmatch.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 int tu_reset(void **state) {
     (void)state;
@@ -9,6 +11,48 @@ int tu_reset(void **state) {
     farol_alloc_fail_at(0);
     farol_reset_tape_stats();
     return 0;
+}
+
+int tu_check_clean(void **state) {
+    (void)state;
+    size_t bytes = farol_live_bytes();
+    int64_t blocks = farol_live_allocs();
+    if (bytes != 0 || blocks != 0)
+        fail_msg("the test left %zu bytes of tensor storage and %lld engine allocations alive",
+                 bytes, (long long)blocks);
+    return 0;
+}
+
+static bool name_matches(const char *pattern, const char *name) {
+    char prefixed[256];
+    snprintf(prefixed, sizeof prefixed, "test_%s", pattern);
+    return fnmatch(pattern, name, 0) == 0 || fnmatch(prefixed, name, 0) == 0;
+}
+
+int tu_run_tests(const char *suite, const struct CMUnitTest *tests, size_t n,
+                 CMFixtureFunction group_setup, CMFixtureFunction group_teardown, int argc,
+                 char **argv) {
+    const char *pattern = argc > 1 ? argv[1] : NULL;
+    struct CMUnitTest *run = calloc(n ? n : 1, sizeof *run);
+    if (!run) return 1;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (pattern && !name_matches(pattern, tests[i].name)) continue;
+        run[k] = tests[i];
+        if (!run[k].setup_func) run[k].setup_func = tu_reset;
+        if (!run[k].teardown_func) run[k].teardown_func = tu_check_clean;
+        k++;
+    }
+    if (k == 0) {
+        fprintf(stderr, "%s: no test matches '%s'; the tests are:\n", suite, pattern);
+        for (size_t i = 0; i < n; i++) fprintf(stderr, "  %s\n", tests[i].name);
+        free(run);
+        return 1;
+    }
+    const char *base = strrchr(suite, '/');
+    int rc = _cmocka_run_group_tests(base ? base + 1 : suite, run, k, group_setup, group_teardown);
+    free(run);
+    return rc;
 }
 
 farol_tensor *tu_tensor(int ndim, const int64_t *shape, const double *vals) {

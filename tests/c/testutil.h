@@ -44,6 +44,22 @@ void tu_check_fixture(const farol_tensor_dict *d, const char *variant, tu_fn f, 
 /* Per-test setup: a failed assertion in an earlier test may have left grad
  * mode off or an allocation failure armed.  Use with cmocka_unit_test_setup. */
 int tu_reset(void **state);
+/* Per-test teardown: every byte of tensor storage and every engine
+ * allocation made by the test was freed. */
+int tu_check_clean(void **state);
+
+/* A suite's main:  int main(int argc, char **argv) { ... return tu_run(tests, argc, argv); }
+ * Runs every test, or with an argument only the tests it names
+ * (build/test_conv conv2d_backward: "test_" may be left out; * and ? match
+ * like a shell pattern).  Each test without its own setup gets tu_reset and
+ * each without its own teardown tu_check_clean. */
+#define tu_run(tests, argc, argv) tu_run_group(tests, NULL, NULL, argc, argv)
+/* the same with a group setup and teardown (run once around the suite) */
+#define tu_run_group(tests, setup, teardown, argc, argv) \
+    tu_run_tests(__FILE__, tests, sizeof(tests) / sizeof((tests)[0]), setup, teardown, argc, argv)
+int tu_run_tests(const char *suite, const struct CMUnitTest *tests, size_t n,
+                 CMFixtureFunction group_setup, CMFixtureFunction group_teardown, int argc,
+                 char **argv);
 
 /* The counting allocator: fail the nth allocation from now (1-based), 0 = never. */
 void farol_alloc_fail_at(int64_t n);
