@@ -146,3 +146,27 @@ describe("viz pictures", function()
     H.fails(viz.grid, "farol: viz.grid: rows must be a non-empty array of rows")({})
   end)
 end)
+
+describe("the demo (examples/digits.lua)", function()
+  it("prints the shipped model's accuracy and writes a PNG grid of real digits", function()
+    local runner = os.getenv("FAROL_RUNNER") or "build/farol"
+    local out = os.tmpname()
+    os.remove(out)
+    local p = io.popen(runner .. " " .. H.fixtures .. "/../../examples/digits.lua --out " .. out .. " 2>&1")
+    local text = p:read("a")
+    assert.is_true(p:close(), text)
+    assert.is_truthy(text:find("353 of 360 held-out digits right, accuracy 98.06 %", 1, true), text)
+    local methods = text:match("attributed 4 digits with ([^\n]*)")
+    assert.is_truthy(methods, text)
+    local _, commas = methods:gsub(",", "")
+    local path = text:match("heat maps written to (%S+)")
+    assert.are.equal(out .. "/digits_attributions.png", path)
+    local pic = farol.image.load(path)
+    -- 4 rows of 8x8 digits at scale 12 under two title lines; columns: the
+    -- digit, each method, Saliency blended; padding 6
+    local ncols = 2 + commas + 1
+    assert.are.same({3, 6 + 4 * (18 + 96 + 6), 6 + ncols * (96 + 6)}, pic:size())
+    os.remove(path)
+    os.remove(out)
+  end)
+end)
