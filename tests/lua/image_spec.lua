@@ -77,6 +77,10 @@ describe("image.load", function()
     local tmp = os.tmpname()
     local png = read(dir .. "rgb.png")
     H.fails(image.load, "farol: image.load: ", "truncated")(write(tmp, png:sub(1, #png // 2)))
+    local jpg = read(dir .. "smooth.jpg")
+    for _, n in ipairs({#jpg // 2, #jpg - 8}) do
+      H.fails(image.load, "farol: image.load: ", "truncated")(write(tmp, jpg:sub(1, n)))
+    end
     H.fails(image.load, "farol: image.load: ", "not a PNG or JPEG")(write(tmp, "hello, not an image\n"))
     H.fails(image.load, "farol: image.load: ", "not a PNG or JPEG")(write(tmp, ""))
     H.fails(image.load, "farol: image.load: ", "declares 100000 x 100000 pixels")(write(tmp, png_header(100000, 100000)))
