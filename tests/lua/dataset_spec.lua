@@ -109,14 +109,16 @@ describe("dataset driver", function()
     assert.are.equal(3, s.chunks_resumed)
     assert.are.equal(100, s.attributed)           -- chunk 3 only
     local again = farol.dataset.load(out)
-    H.close(again:narrow(1, 201, 100), full:narrow(1, 201, 100), 0, 0, "chunk 3 redone")
+    H.close(again:narrow(1, 201, 100), full:narrow(1, 201, 100), 1e-5, 1e-7, "chunk 3 redone")
     assert.are.equal(0, again:narrow(1, 101, 100):abs():sum():item())  -- chunk 2 kept as it was
     assert.is_truthy(read(out .. "/index.json"):find('"file": "attr-00003.safetensors"', 1, true))
   end)
 
   it("runs 3 slices as 3 processes whose merged result equals one run", function()
     local one, three = tmpdir(), tmpdir()
-    local opts = " --data " .. digits_file .. " --shard-size 50 --method Saliency"
+    -- one thread each: float sums split over a different number of threads
+    -- (farol adapts it to the machine's load) may differ in the last bit
+    local opts = " --data " .. digits_file .. " --shard-size 50 --method Saliency --threads 1"
     assert.are.equal(0, (sh(cli .. opts .. " --out " .. one)))
     local cmds = {}
     for k = 1, 3 do cmds[k] = cli .. opts .. " --out " .. three .. " --shard " .. k .. "/3 >/dev/null" end
