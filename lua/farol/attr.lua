@@ -227,7 +227,8 @@ end
 function A.row_sums(attrs)
   local total
   for _, a in ipairs(attrs) do
-    local r = a:reshape(a:size(1), -1):sum(2)
+    local n = a:size(1)
+    local r = a:reshape(n, n > 0 and a:numel() // n or 0):sum(2)  -- no -1: 0 examples are fine
     total = total and total + r or r
   end
   return total

@@ -447,7 +447,8 @@ static int l_attr_select(lua_State *L) {
     if (!mask) return raise_error(L);
     bool prev = farol_set_grad_enabled(false);
     farol_tensor *prod = farol_mul(out, mask);
-    int64_t shape[2] = {out->shape[0], -1};
+    int64_t rows = out->ndim ? out->shape[0] : 1;  /* no -1 to infer: 0 examples are fine */
+    int64_t shape[2] = {rows, rows ? farol_numel(out) / rows : 0};
     farol_tensor *flat = prod ? farol_reshape(prod, 2, shape) : NULL;
     farol_tensor *sel = flat ? farol_sum(flat, 1, false) : NULL;
     farol_set_grad_enabled(prev);

@@ -126,13 +126,25 @@ describe("empty shapes, beyond the table", function()
     end
   end)
 
-  it("Saliency of a CNN on 0 examples gives 0 attributions", function()
+  it("every attribution method of a CNN on 0 examples gives 0 attributions", function()
     local nn = farol.nn
     local model = nn.Sequential(nn.Conv2d(3, 4, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
                                 nn.Flatten(), nn.Linear(4 * 4 * 4, 5)):eval()
-    local a = farol.Saliency(model):attribute(farol.zeros(0, 3, 8, 8), {target = 2})
+    local x = farol.zeros(0, 3, 8, 8)
+    local a = farol.Saliency(model):attribute(x, {target = 2})
     assert.same({0, 3, 8, 8}, a:size())
-    a = farol.Saliency(model):attribute(farol.zeros(0, 3, 8, 8), {target = farol.zeros(0, "int64")})
+    a = farol.Saliency(model):attribute(x, {target = farol.zeros(0, "int64")})
     assert.same({0, 3, 8, 8}, a:size())
+    for _, name in ipairs({"InputXGradient", "IntegratedGradients", "GuidedBackprop", "Deconvolution"}) do
+      assert.same({0, 3, 8, 8}, farol[name](model):attribute(x, {target = 2}):size(), name)
+    end
+    local expect = {LayerGradCam = {0, 1, 8, 8}, GuidedGradCam = {0, 3, 8, 8},
+                    LayerIntegratedGradients = {0, 4, 8, 8}}
+    for name, shape in pairs(expect) do
+      assert.same(shape, farol[name](model, model["0"]):attribute(x, {target = 2}):size(), name)
+    end
+    local ig, delta = farol.IntegratedGradients(model):attribute(x, {target = 2, return_convergence_delta = true})
+    assert.same({0, 3, 8, 8}, ig:size())
+    assert.same({0}, delta:size())
   end)
 end)

@@ -82,7 +82,7 @@ function L.gradcam(c, model, layer, to_input, relu, dim_sum)
   if g:dim() > 2 then
     local shape = {g:size(1), g:size(2)}
     for _ = 3, g:dim() do shape[#shape + 1] = 1 end
-    summed = g:reshape(g:size(1), g:size(2), -1):mean(3):reshape(shape)
+    summed = g:flatten(3):mean(3):reshape(shape)  -- flatten: no -1 to infer when a dim is 0
   end
   local scaled = summed * act
   if dim_sum then scaled = scaled:sum(2):unsqueeze(2) end
