@@ -54,7 +54,7 @@ static void parse_target(lua_State *L, const char *m, int idx, farol_target *tg)
         *tg = (farol_target){FAROL_TARGET_ALL, 1, 0, p, false};
         return;
     }
-    tensor_box *box = test_box(L, idx);
+    tensor_box *box = farol_lua_test_box(L, idx);
     if (box && !box->t) farol_error(L, "farol: %s: the target tensor was freed", m);
     farol_tensor *t = box ? box->t : NULL;
     if (t) {
@@ -137,7 +137,7 @@ typedef struct {
 
 /* the tensor at idx returned by the forward, retained, or a Lua error */
 static farol_tensor *returned_tensor(lua_State *L, const char *m, int idx, const char *what) {
-    tensor_box *b = test_box(L, idx);
+    tensor_box *b = farol_lua_test_box(L, idx);
     if (!b || !b->t)
         farol_error(L, "farol: %s: the forward function returned %s%s, expected a farol.Tensor", m,
                     b ? "a freed tensor" : luaL_typename(L, idx), what);
@@ -152,8 +152,8 @@ static int forward_trampoline(lua_State *L) {
     luaL_checkstack(L, c->n_in + 8, "too many inputs");
     lua_pushvalue(L, 2);
     for (int i = 0; i < c->n_in; i++) {
-        tensor_box *b = push_empty_box(L);
-        box_set(L, b, farol_retain(c->inputs[i]));
+        tensor_box *b = farol_lua_push_empty_box(L);
+        farol_lua_box_set(L, b, farol_retain(c->inputs[i]));
     }
     int n_args = c->n_args;
     luaL_checkstack(L, n_args + 8, "too many additional_forward_args");
@@ -208,7 +208,7 @@ static int raise_attr_error(lua_State *L, forward_ctx *c) {
         luaL_unref(L, LUA_REGISTRYINDEX, c->err_ref);
         return lua_error(L);
     }
-    return raise_error(L);
+    return farol_lua_raise_error(L);
 }
 
 /* most inputs and additional forward args taken (Lua's stack would refuse
@@ -219,7 +219,7 @@ static int raise_attr_error(lua_State *L, forward_ctx *c) {
 /* The inputs at idx (a tensor, or an array of them), held for the call: the
  * forward may free or drop them.  Sets *n_in and *single. */
 static farol_tensor **hold_inputs(lua_State *L, const char *m, int idx, lua_Integer *n_in, bool *single) {
-    tensor_box *box = test_box(L, idx);
+    tensor_box *box = farol_lua_test_box(L, idx);
     if (box && !box->t) farol_error(L, "farol: %s: the input was freed", m);
     *single = box != NULL;
     *n_in = 1;
@@ -230,14 +230,14 @@ static farol_tensor **hold_inputs(lua_State *L, const char *m, int idx, lua_Inte
         *n_in = (lua_Integer)lua_rawlen(L, idx);
         if (*n_in < 1) farol_error(L, "farol: %s: the inputs array is empty", m);
     }
-    farol_tensor **xs = push_hold(L, *n_in, MAX_INPUTS, m, "the inputs array");
+    farol_tensor **xs = farol_lua_push_hold(L, *n_in, MAX_INPUTS, m, "the inputs array");
     for (int i = 0; i < *n_in; i++) {
         if (*single) {
             xs[i] = farol_retain(box->t);
             continue;
         }
         lua_rawgeti(L, idx, i + 1);
-        tensor_box *b = test_box(L, -1);
+        tensor_box *b = farol_lua_test_box(L, -1);
         if (b && !b->t) farol_error(L, "farol: %s: input %d was freed", m, i + 1);
         if (!b)
             farol_error(L, "farol: %s: input %d is a %s, expected farol.Tensor", m, i + 1,
@@ -265,15 +265,15 @@ static int packed_count(lua_State *L, const char *m, int idx) {
 /* pushes the held tensors as one tensor (single) or an array, and empties the hold */
 static int push_results(lua_State *L, farol_tensor **ts, lua_Integer n, bool single) {
     if (single) {
-        push_tensor(L, farol_retain(ts[0]));
+        farol_lua_push_tensor(L, farol_retain(ts[0]));
     } else {
         lua_createtable(L, (int)n, 0);
         for (int i = 0; i < n; i++) {
-            push_tensor(L, farol_retain(ts[i]));
+            farol_lua_push_tensor(L, farol_retain(ts[i]));
             lua_rawseti(L, -2, i + 1);
         }
     }
-    hold_release(ts);
+    farol_lua_hold_release(ts);
     return 1;
 }
 
@@ -291,11 +291,11 @@ static int l_saliency(lua_State *L) {
     farol_target tg;
     parse_target(L, "Saliency", 3, &tg);
 
-    farol_tensor **attrs = push_hold(L, n_in, MAX_INPUTS, "Saliency", "the inputs array");
+    farol_tensor **attrs = farol_lua_push_hold(L, n_in, MAX_INPUTS, "Saliency", "the inputs array");
     forward_ctx ctx = {L, "Saliency", 1, 5, n_args, LUA_NOREF, false, 0, NULL, NULL, NULL};
     if (farol_saliency(plain_forward, &ctx, (int)n_in, xs, &tg, abs, attrs) < 0)
         return raise_attr_error(L, &ctx);
-    hold_release(xs);
+    farol_lua_hold_release(xs);
     return push_results(L, attrs, n_in, single);
 }
 
@@ -424,11 +424,11 @@ static int l_attr_grad(lua_State *L) {
     const farol_target *tg = opt_attr_target(L, 4);
     int n_args = packed_count(L, m, 5);
     lua_Integer n_out = layer ? 1 : n_in;
-    farol_tensor **grads = push_hold(L, n_out, MAX_INPUTS, m, "the inputs array");
+    farol_tensor **grads = farol_lua_push_hold(L, n_out, MAX_INPUTS, m, "the inputs array");
     forward_ctx ctx = {L, m, 2, 5, n_args, LUA_NOREF, layer, 0, NULL, NULL, NULL};
     farol_attr_call call = {m, lua_forward, &ctx, layer};
     if (farol_attr_gradient(&call, (int)n_in, xs, tg, grads) < 0) return raise_attr_error(L, &ctx);
-    hold_release(xs);
+    farol_lua_hold_release(xs);
     return push_results(L, grads, n_out, single || layer);
 }
 
@@ -436,7 +436,7 @@ static int l_attr_grad(lua_State *L) {
  * selected output (an n_examples vector), as Captum's _select_targets */
 static int l_attr_select(lua_State *L) {
     const char *m = luaL_checkstring(L, 1);
-    farol_tensor *out = check_tensor(L, 2);
+    farol_tensor *out = farol_lua_check_tensor(L, 2);
     const farol_target *tg = opt_attr_target(L, 3);
     lua_Integer n = luaL_checkinteger(L, 4);
     farol_target none = {FAROL_TARGET_NONE, 0, 0, NULL, false};
@@ -444,7 +444,7 @@ static int l_attr_select(lua_State *L) {
         return farol_error(L, "farol: %s: the forward output is %s; it must be floating", m,
                            farol_dtype_name(out->dtype));
     farol_tensor *mask = farol_attr_selection(m, out, tg ? tg : &none, n);
-    if (!mask) return raise_error(L);
+    if (!mask) return farol_lua_raise_error(L);
     bool prev = farol_set_grad_enabled(false);
     farol_tensor *prod = farol_mul(out, mask);
     int64_t rows = out->ndim ? out->shape[0] : 1;  /* no -1 to infer: 0 examples are fine */
@@ -455,24 +455,24 @@ static int l_attr_select(lua_State *L) {
     farol_release(mask);
     farol_release(prod);
     farol_release(flat);
-    push_tensor(L, sel);
+    farol_lua_push_tensor(L, sel);
     return 1;
 }
 
 /* farol._modified_relu(x, deconv) */
 static int l_modified_relu(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
-    push_tensor(L, farol_modified_relu(x, lua_toboolean(L, 2)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_modified_relu(x, lua_toboolean(L, 2)));
     return 1;
 }
 
 /* farol._interpolate(x, oh, ow, mode) */
 static int l_interpolate(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     lua_Integer oh = luaL_checkinteger(L, 2), ow = luaL_checkinteger(L, 3);
     static const char *const modes[] = {"nearest", "bilinear", "area", NULL};
     int mode = luaL_checkoption(L, 4, NULL, modes);
-    push_tensor(L, farol_interpolate(x, oh, ow, (farol_interp_mode)mode));
+    farol_lua_push_tensor(L, farol_interpolate(x, oh, ow, (farol_interp_mode)mode));
     return 1;
 }
 

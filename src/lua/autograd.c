@@ -2,32 +2,32 @@
 #include "binding.h"
 
 static int m_requires_grad(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (lua_isnone(L, 2)) {
         lua_pushboolean(L, t->requires_grad);
         return 1;
     }
     luaL_checktype(L, 2, LUA_TBOOLEAN);
-    if (farol_set_requires_grad(t, lua_toboolean(L, 2)) < 0) return raise_error(L);
+    if (farol_set_requires_grad(t, lua_toboolean(L, 2)) < 0) return farol_lua_raise_error(L);
     lua_settop(L, 1);
     return 1;
 }
 
 static int m_backward(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    farol_tensor *g = lua_isnoneornil(L, 2) ? NULL : check_tensor(L, 2);
-    if (farol_backward(t, g) < 0) return raise_error(L);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    farol_tensor *g = lua_isnoneornil(L, 2) ? NULL : farol_lua_check_tensor(L, 2);
+    if (farol_backward(t, g) < 0) return farol_lua_raise_error(L);
     return 0;
 }
 
 static int m_zero_grad(lua_State *L) {
-    farol_zero_grad(check_tensor(L, 1));
+    farol_zero_grad(farol_lua_check_tensor(L, 1));
     lua_settop(L, 1);
     return 1;
 }
 
 static int m_is_leaf(lua_State *L) {
-    lua_pushboolean(L, farol_is_leaf(check_tensor(L, 1)));
+    lua_pushboolean(L, farol_is_leaf(farol_lua_check_tensor(L, 1)));
     return 1;
 }
 
@@ -35,7 +35,7 @@ static int m_is_leaf(lua_State *L) {
  * each tensor retained until the GC or hold_release).  Raw reads: the
  * array's metamethods have no say.  Returns the count. */
 static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *what, bool nil_ok) {
-    farol_tensor *t = test_tensor(L, arg);
+    farol_tensor *t = farol_lua_test_tensor(L, arg);
     lua_Integer n = 1;
     if (!t) {
         if (lua_type(L, arg) != LUA_TTABLE)
@@ -43,11 +43,11 @@ static int tensor_list(lua_State *L, int arg, farol_tensor ***out, const char *w
                        luaL_typename(L, arg));
         n = (lua_Integer)lua_rawlen(L, arg);
     }
-    farol_tensor **xs = push_hold(L, n, 1 << 20, "grad", what);
-    if (t) xs[0] = farol_retain(test_tensor(L, arg));  /* fetched again: the hold allocated */
+    farol_tensor **xs = farol_lua_push_hold(L, n, 1 << 20, "grad", what);
+    if (t) xs[0] = farol_retain(farol_lua_test_tensor(L, arg));  /* fetched again: the hold allocated */
     for (int i = 0; !t && i < n; i++) {
         lua_rawgeti(L, arg, i + 1);
-        xs[i] = farol_retain(test_tensor(L, -1));
+        xs[i] = farol_retain(farol_lua_test_tensor(L, -1));
         if (!xs[i] && !(nil_ok && lua_isnil(L, -1)))
             farol_error(L, "farol: grad: %s[%d] is a %s, expected farol.Tensor", what, i + 1,
                        luaL_typename(L, -1));
@@ -70,23 +70,23 @@ static int l_grad(lua_State *L) {
         if (n_g != n_out)
             return farol_error(L, "farol: grad: %d grad_outputs for %d outputs", n_g, n_out);
     }
-    grads = push_hold(L, n_in, 1 << 20, "grad", "inputs");
-    if (farol_grad(n_out, outs, gouts, n_in, ins, grads) < 0) return raise_error(L);
-    hold_release(outs);
-    hold_release(ins);
-    if (gouts) hold_release(gouts);
-    bool single = test_tensor(L, 2) != NULL;
+    grads = farol_lua_push_hold(L, n_in, 1 << 20, "grad", "inputs");
+    if (farol_grad(n_out, outs, gouts, n_in, ins, grads) < 0) return farol_lua_raise_error(L);
+    farol_lua_hold_release(outs);
+    farol_lua_hold_release(ins);
+    if (gouts) farol_lua_hold_release(gouts);
+    bool single = farol_lua_test_tensor(L, 2) != NULL;
     if (single) {
-        push_tensor(L, farol_retain(grads[0]));
-        hold_release(grads);
+        farol_lua_push_tensor(L, farol_retain(grads[0]));
+        farol_lua_hold_release(grads);
         return 1;
     }
     lua_createtable(L, n_in, 0);
     for (int i = 0; i < n_in; i++) {
-        push_tensor(L, farol_retain(grads[i]));  /* the hold keeps the rest if this raises */
+        farol_lua_push_tensor(L, farol_retain(grads[i]));  /* the hold keeps the rest if this raises */
         lua_rawseti(L, -2, i + 1);
     }
-    hold_release(grads);
+    farol_lua_hold_release(grads);
     return 1;
 }
 

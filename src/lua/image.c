@@ -15,15 +15,15 @@ static int l_image_load(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
     lua_Integer c = luaL_optinteger(L, 2, 0);
     if (c < 0 || c > 4) return farol_error(L, "farol: image.load: channels must be 1, 2, 3 or 4, got %lld", c);
-    push_tensor(L, farol_image_load(path, (int)c));
+    farol_lua_push_tensor(L, farol_image_load(path, (int)c));
     return 1;
 }
 
 /* farol._image_save(path, tensor) */
 static int l_image_save(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    farol_tensor *t = check_tensor(L, 2);
-    if (farol_image_save_png(path, t) < 0) return raise_error(L);
+    farol_tensor *t = farol_lua_check_tensor(L, 2);
+    if (farol_image_save_png(path, t) < 0) return farol_lua_raise_error(L);
     return 0;
 }
 

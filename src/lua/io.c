@@ -31,7 +31,7 @@ static int l_load(lua_State *L) {
     if (lua_gettop(L) > 1) return farol_error(L, "farol: load: takes one argument (path), got %d", lua_gettop(L));
     if (ends_with(path, ".npy")) {
         const char *stored = NULL;
-        push_tensor(L, farol_load_npy_stored(path, &stored));
+        farol_lua_push_tensor(L, farol_load_npy_stored(path, &stored));
         lua_pushnil(L);
         lua_pushstring(L, stored);
         return 3;
@@ -43,7 +43,7 @@ static int l_load(lua_State *L) {
     box->magic = DICT_MAGIC;
     luaL_setmetatable(L, FAROL_DICT_MT);
     farol_tensor_dict *d = &box->d;
-    if (farol_load_safetensors(path, d) < 0) return raise_error(L);
+    if (farol_load_safetensors(path, d) < 0) return farol_lua_raise_error(L);
     lua_createtable(L, 0, d->n);
     lua_createtable(L, 0, d->n_meta);
     for (int i = 0; i < d->n_meta; i++) {
@@ -57,8 +57,8 @@ static int l_load(lua_State *L) {
     }
     for (int i = 0; i < d->n; i++) {
         lua_pushstring(L, d->names[i]);
-        tensor_box *b = push_empty_box(L);
-        box_set(L, b, d->tensors[i]);
+        tensor_box *b = farol_lua_push_empty_box(L);
+        farol_lua_box_set(L, b, d->tensors[i]);
         d->tensors[i] = NULL;
         lua_settable(L, -5);
     }
@@ -106,7 +106,7 @@ static int save_npy(lua_State *L, const char *path, int o) {
         if (!lua_isnil(L, -1)) return farol_error(L, "farol: save: %s: .npy files have no metadata", path);
         lua_pop(L, 1);
     }
-    if (farol_save_npy(path, b->t, opt_string(L, o, "dtype")) < 0) return raise_error(L);
+    if (farol_save_npy(path, b->t, opt_string(L, o, "dtype")) < 0) return farol_lua_raise_error(L);
     return 0;
 }
 
@@ -135,7 +135,7 @@ static int l_save(lua_State *L) {
         if (lua_type(L, -2) != LUA_TSTRING)
             return farol_error(L, "farol: save: tensor names must be strings, got a %s key",
                               luaL_typename(L, -2));
-        tensor_box *b = test_box(L, -1);
+        tensor_box *b = farol_lua_test_box(L, -1);
         if (b && !b->t) return farol_error(L, "farol: save: %s was freed", lua_tostring(L, -2));
         if (!b)
             return farol_error(L, "farol: save: %s is a %s, expected farol.Tensor", lua_tostring(L, -2),
@@ -161,7 +161,7 @@ static int l_save(lua_State *L) {
     qsort(d.names, (size_t)n, sizeof *d.names, by_name);
     for (int i = 0; i < n; i++) {
         lua_getfield(L, 2, d.names[i]);
-        d.tensors[i] = test_tensor(L, -1);
+        d.tensors[i] = farol_lua_test_tensor(L, -1);
         lua_pop(L, 1);
     }
     k = 0;
@@ -170,7 +170,7 @@ static int l_save(lua_State *L) {
             d.meta_keys[k] = (char *)lua_tostring(L, -2);
             d.meta_values[k++] = (char *)lua_tostring(L, -1);
         }
-    if (farol_save_safetensors_as(path, &d, dtype) < 0) return raise_error(L);
+    if (farol_save_safetensors_as(path, &d, dtype) < 0) return farol_lua_raise_error(L);
     return 0;
 }
 

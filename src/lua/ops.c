@@ -12,51 +12,51 @@ static const char *const binary_names[] = {"add", "sub", "mul", "div", "pow"};
 
 static int arith(lua_State *L) {
     int op = (int)lua_tointeger(L, lua_upvalueindex(1));
-    farol_tensor *ta = test_tensor(L, 1), *tb = test_tensor(L, 2);
+    farol_tensor *ta = farol_lua_test_tensor(L, 1), *tb = farol_lua_test_tensor(L, 2);
     if (!ta && !tb)
         return farol_error(L, "farol: %s: expected a farol.Tensor operand", binary_names[op]);
     for (int i = 1; i <= 2; i++)
-        if (!test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
+        if (!farol_lua_test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
             return farol_error(L, "farol: %s: operand %d must be a farol.Tensor or a number, got %s",
                               binary_names[op], i, luaL_typename(L, i));
     /* x ^ number has its own op: exact for negative bases with integer powers */
     if (op == 4 && ta && !tb) {
-        push_tensor(L, farol_pow_scalar(ta, lua_tonumber(L, 2)));
+        farol_lua_push_tensor(L, farol_pow_scalar(ta, lua_tonumber(L, 2)));
         return 1;
     }
-    farol_tensor *a = to_tensor_arg(L, 1, ta ? ta : tb), *b = to_tensor_arg(L, 2, ta ? ta : tb);
+    farol_tensor *a = farol_lua_to_tensor_arg(L, 1, ta ? ta : tb), *b = farol_lua_to_tensor_arg(L, 2, ta ? ta : tb);
     farol_tensor *out = a && b ? binary_fns[op](a, b) : NULL;
     farol_release(a);
     farol_release(b);
-    push_tensor(L, out);
+    farol_lua_push_tensor(L, out);
     return 1;
 }
 
-static int l_unm(lua_State *L) { push_tensor(L, farol_neg(check_tensor(L, 1))); return 1; }
+static int l_unm(lua_State *L) { farol_lua_push_tensor(L, farol_neg(farol_lua_check_tensor(L, 1))); return 1; }
 
 /* ---- pointwise ---- */
 
 static int l_unary(lua_State *L) {
     farol_unary_op op = (farol_unary_op)lua_tointeger(L, lua_upvalueindex(1));
-    push_tensor(L, farol_unary(check_tensor(L, 1), op));
+    farol_lua_push_tensor(L, farol_unary(farol_lua_check_tensor(L, 1), op));
     return 1;
 }
 
 static int l_leaky_relu(lua_State *L) {
-    push_tensor(L, farol_leaky_relu(check_tensor(L, 1), luaL_optnumber(L, 2, 0.01)));
+    farol_lua_push_tensor(L, farol_leaky_relu(farol_lua_check_tensor(L, 1), luaL_optnumber(L, 2, 0.01)));
     return 1;
 }
 
 static int l_elu(lua_State *L) {
-    push_tensor(L, farol_elu(check_tensor(L, 1), luaL_optnumber(L, 2, 1.0)));
+    farol_lua_push_tensor(L, farol_elu(farol_lua_check_tensor(L, 1), luaL_optnumber(L, 2, 1.0)));
     return 1;
 }
 
 static int l_clamp(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     double lo = luaL_optnumber(L, 2, -INFINITY), hi = luaL_optnumber(L, 3, INFINITY);
     if (lo > hi) return farol_error(L, "farol: clamp: lower bound %g is above upper bound %g", lo, hi);
-    push_tensor(L, farol_clamp(x, lo, hi));
+    farol_lua_push_tensor(L, farol_clamp(x, lo, hi));
     return 1;
 }
 
@@ -70,16 +70,16 @@ static const char *const reduce_names[] = {"sum", "mean", "var", "std", "amax", 
 
 static int l_reduce(lua_State *L) {
     int op = (int)lua_tointeger(L, lua_upvalueindex(1));
-    farol_tensor *x = check_tensor(L, 1);
-    int dim = opt_dim(L, 2, x->ndim, reduce_names[op]);
-    push_tensor(L, reduce_fns[op](x, dim, opt_bool(L, 3, false)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    int dim = farol_lua_opt_dim(L, 2, x->ndim, reduce_names[op]);
+    farol_lua_push_tensor(L, reduce_fns[op](x, dim, farol_lua_opt_bool(L, 3, false)));
     return 1;
 }
 
 /* pushes 0-based indices as a new 1-based tensor (idx itself may be saved
  * by the tape, so it is not modified); takes over idx's reference */
 static int push_indices(lua_State *L, farol_tensor *idx) {
-    if (!idx) return raise_error(L);
+    if (!idx) return farol_lua_raise_error(L);
     farol_tensor *one = farol_empty(idx->ndim, idx->shape, FAROL_I64);
     if (one) {
         farol_copy_to_buffer(idx, farol_data(one), FAROL_I64);
@@ -87,27 +87,27 @@ static int push_indices(lua_State *L, farol_tensor *idx) {
         for (int64_t i = 0; i < n; i++) p[i] += 1;
     }
     farol_release(idx);
-    push_tensor(L, one);
+    farol_lua_push_tensor(L, one);
     return 1;
 }
 
 /* x:max() -> 0-d value; x:max(d [, keepdim]) -> values, 1-based indices */
 static int extreme(lua_State *L, bool is_max) {
     const char *fn = is_max ? "max" : "min";
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     if (lua_isnoneornil(L, 2)) {
-        push_tensor(L, is_max ? farol_amax(x, FAROL_DIM_ALL, false) : farol_amin(x, FAROL_DIM_ALL, false));
+        farol_lua_push_tensor(L, is_max ? farol_amax(x, FAROL_DIM_ALL, false) : farol_amin(x, FAROL_DIM_ALL, false));
         return 1;
     }
-    int dim = check_dim(L, 2, x->ndim, fn);
-    bool keep = opt_bool(L, 3, false);
+    int dim = farol_lua_check_dim(L, 2, x->ndim, fn);
+    bool keep = farol_lua_opt_bool(L, 3, false);
     /* the indices wait in a hold while the values are pushed (which can
      * raise: out of memory) */
-    farol_tensor **idx = push_hold(L, 1, 1, fn, "indices");
-    x = check_tensor(L, 1);
+    farol_tensor **idx = farol_lua_push_hold(L, 1, 1, fn, "indices");
+    x = farol_lua_check_tensor(L, 1);
     farol_tensor *v = is_max ? farol_max_dim(x, dim, keep, idx) : farol_min_dim(x, dim, keep, idx);
-    if (!v) return raise_error(L);
-    push_tensor(L, v);
+    if (!v) return farol_lua_raise_error(L);
+    farol_lua_push_tensor(L, v);
     farol_tensor *i = *idx;
     *idx = NULL;
     return 1 + push_indices(L, i);
@@ -117,9 +117,9 @@ static int l_max(lua_State *L) { return extreme(L, true); }
 static int l_min(lua_State *L) { return extreme(L, false); }
 
 static int arg_extreme(lua_State *L, bool is_max) {
-    farol_tensor *x = check_tensor(L, 1);
-    int dim = opt_dim(L, 2, x->ndim, is_max ? "argmax" : "argmin");
-    bool keep = opt_bool(L, 3, false);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    int dim = farol_lua_opt_dim(L, 2, x->ndim, is_max ? "argmax" : "argmin");
+    bool keep = farol_lua_opt_bool(L, 3, false);
     return push_indices(L, is_max ? farol_argmax(x, dim, keep) : farol_argmin(x, dim, keep));
 }
 
@@ -127,14 +127,14 @@ static int l_argmax(lua_State *L) { return arg_extreme(L, true); }
 static int l_argmin(lua_State *L) { return arg_extreme(L, false); }
 
 static int l_softmax(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
-    push_tensor(L, farol_softmax(x, check_dim(L, 2, x->ndim, "softmax")));
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_softmax(x, farol_lua_check_dim(L, 2, x->ndim, "softmax")));
     return 1;
 }
 
 static int l_log_softmax(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
-    push_tensor(L, farol_log_softmax(x, check_dim(L, 2, x->ndim, "log_softmax")));
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_log_softmax(x, farol_lua_check_dim(L, 2, x->ndim, "log_softmax")));
     return 1;
 }
 
@@ -144,54 +144,54 @@ static const char *const cmp_names[] = {"eq", "ne", "lt", "le", "gt", "ge"};
 
 static int l_compare(lua_State *L) {
     int op = (int)lua_tointeger(L, lua_upvalueindex(1));
-    farol_tensor *x = check_tensor(L, 1);
-    if (!test_tensor(L, 2) && lua_type(L, 2) != LUA_TNUMBER)
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    if (!farol_lua_test_tensor(L, 2) && lua_type(L, 2) != LUA_TNUMBER)
         return farol_error(L, "farol: %s: argument 2 must be a farol.Tensor or a number, got %s",
                           cmp_names[op], luaL_typename(L, 2));
-    farol_tensor *y = to_tensor_arg(L, 2, x);
+    farol_tensor *y = farol_lua_to_tensor_arg(L, 2, x);
     farol_tensor *out = y ? farol_compare(x, y, (farol_cmp)op) : NULL;
     farol_release(y);
     const char *msg = farol_last_error_1based();
     if (!out && strncmp(msg, "farol: compare:", 15) == 0)  /* the C API's name for all six */
         return farol_error(L, "farol: %s:%s", cmp_names[op], msg + 15);
-    push_tensor(L, out);
+    farol_lua_push_tensor(L, out);
     return 1;
 }
 
 static int l_masked_fill(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1), *mask = check_tensor(L, 2);
-    push_tensor(L, farol_masked_fill(x, mask, luaL_checknumber(L, 3)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1), *mask = farol_lua_check_tensor(L, 2);
+    farol_lua_push_tensor(L, farol_masked_fill(x, mask, luaL_checknumber(L, 3)));
     return 1;
 }
 
 static int l_where(lua_State *L) {
-    farol_tensor *cond = check_tensor(L, 1);
-    farol_tensor *like = test_tensor(L, 2) ? test_tensor(L, 2) : test_tensor(L, 3);
+    farol_tensor *cond = farol_lua_check_tensor(L, 1);
+    farol_tensor *like = farol_lua_test_tensor(L, 2) ? farol_lua_test_tensor(L, 2) : farol_lua_test_tensor(L, 3);
     for (int i = 2; i <= 3; i++)
-        if (!test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
+        if (!farol_lua_test_tensor(L, i) && lua_type(L, i) != LUA_TNUMBER)
             return luaL_typeerror(L, i, "farol.Tensor or number");
-    farol_tensor *a = to_tensor_arg(L, 2, like), *b = to_tensor_arg(L, 3, like);
+    farol_tensor *a = farol_lua_to_tensor_arg(L, 2, like), *b = farol_lua_to_tensor_arg(L, 3, like);
     farol_tensor *out = a && b ? farol_where(cond, a, b) : NULL;
     farol_release(a);
     farol_release(b);
-    push_tensor(L, out);
+    farol_lua_push_tensor(L, out);
     return 1;
 }
 
 /* ---- matrix products ---- */
 
 static int l_matmul(lua_State *L) {
-    push_tensor(L, farol_matmul(check_tensor(L, 1), check_tensor(L, 2)));
+    farol_lua_push_tensor(L, farol_matmul(farol_lua_check_tensor(L, 1), farol_lua_check_tensor(L, 2)));
     return 1;
 }
 
 static farol_tensor *opt_tensor(lua_State *L, int i) {
-    return lua_isnoneornil(L, i) ? NULL : check_tensor(L, i);
+    return lua_isnoneornil(L, i) ? NULL : farol_lua_check_tensor(L, i);
 }
 
 static int l_linear(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2);
-    push_tensor(L, farol_linear(x, w, opt_tensor(L, 3)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1), *w = farol_lua_check_tensor(L, 2);
+    farol_lua_push_tensor(L, farol_linear(x, w, opt_tensor(L, 3)));
     return 1;
 }
 
@@ -205,19 +205,19 @@ static int join(lua_State *L, bool stack) {
      * while C uses the list */
     lua_Integer n = (lua_Integer)lua_rawlen(L, 1);
     if (n < 1) return farol_error(L, "farol: %s: expects a non-empty array of tensors", fn);
-    farol_tensor **xs = push_hold(L, n, 1 << 20, fn, "the array of tensors");
+    farol_tensor **xs = farol_lua_push_hold(L, n, 1 << 20, fn, "the array of tensors");
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, 1, i + 1);
-        xs[i] = farol_retain(test_tensor(L, -1));
+        xs[i] = farol_retain(farol_lua_test_tensor(L, -1));
         if (!xs[i]) return farol_error(L, "farol: %s: element %d is a %s, expected farol.Tensor", fn,
                                       i + 1, luaL_typename(L, -1));
         lua_pop(L, 1);
     }
     int nd = xs[0]->ndim + (stack ? 1 : 0);
-    int dim = lua_isnoneornil(L, 2) ? 0 : check_dim(L, 2, nd, fn);
+    int dim = lua_isnoneornil(L, 2) ? 0 : farol_lua_check_dim(L, 2, nd, fn);
     farol_tensor *out = stack ? farol_stack((int)n, xs, dim) : farol_cat((int)n, xs, dim);
-    hold_release(xs);
-    push_tensor(L, out);
+    farol_lua_hold_release(xs);
+    farol_lua_push_tensor(L, out);
     return 1;
 }
 
@@ -239,7 +239,7 @@ static void read_pair(lua_State *L, int idx, int *out, const char *key, const ch
         out[0] = out[1] = pair_value(L, idx, key, fn);
         return;
     }
-    if (lua_istable(L, idx) && !test_tensor(L, idx) && lua_rawlen(L, idx) == 2) {
+    if (lua_istable(L, idx) && !farol_lua_test_tensor(L, idx) && lua_rawlen(L, idx) == 2) {
         for (int i = 0; i < 2; i++) {
             lua_rawgeti(L, idx, i + 1);
             if (!lua_isinteger(L, -1))
@@ -278,7 +278,7 @@ static bool opt_flag(lua_State *L, int opts, const char *key, bool def, const ch
 
 static int conv(lua_State *L, bool two_d) {
     const char *fn = two_d ? "conv2d" : "conv1d";
-    check_tensor(L, 1), check_tensor(L, 2), opt_tensor(L, 3);
+    farol_lua_check_tensor(L, 1), farol_lua_check_tensor(L, 2), opt_tensor(L, 3);
     static const char *const valid[] = {"stride", "padding", "dilation", "groups", NULL};
     int o = farol_lua_check_options(L, 4, fn, valid);
     farol_conv_opts c = farol_conv_defaults();
@@ -288,8 +288,8 @@ static int conv(lua_State *L, bool two_d) {
     int g[2];
     opt_pair(L, o, "groups", g, 1, fn);
     c.groups = g[0];
-    farol_tensor *x = check_tensor(L, 1), *w = check_tensor(L, 2), *b = opt_tensor(L, 3);
-    push_tensor(L, two_d ? farol_conv2d(x, w, b, &c) : farol_conv1d(x, w, b, &c));
+    farol_tensor *x = farol_lua_check_tensor(L, 1), *w = farol_lua_check_tensor(L, 2), *b = opt_tensor(L, 3);
+    farol_lua_push_tensor(L, two_d ? farol_conv2d(x, w, b, &c) : farol_conv1d(x, w, b, &c));
     return 1;
 }
 
@@ -298,7 +298,7 @@ static int l_conv2d(lua_State *L) { return conv(L, true); }
 
 static int pool(lua_State *L, bool is_max) {
     const char *fn = is_max ? "max_pool2d" : "avg_pool2d";
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     farol_pool_opts p;
     read_pair(L, 2, p.kernel, "kernel size", fn);
     static const char *const max_valid[] = {"stride", "padding", "ceil_mode", NULL};
@@ -308,7 +308,7 @@ static int pool(lua_State *L, bool is_max) {
     opt_pair(L, o, "padding", p.padding, 0, fn);
     p.ceil_mode = opt_flag(L, o, "ceil_mode", false, fn);
     p.exclude_pad = !is_max && !opt_flag(L, o, "count_include_pad", true, fn);
-    push_tensor(L, is_max ? farol_max_pool2d(x, &p) : farol_avg_pool2d(x, &p));
+    farol_lua_push_tensor(L, is_max ? farol_max_pool2d(x, &p) : farol_avg_pool2d(x, &p));
     return 1;
 }
 
@@ -316,25 +316,25 @@ static int l_max_pool2d(lua_State *L) { return pool(L, true); }
 static int l_avg_pool2d(lua_State *L) { return pool(L, false); }
 
 static int l_adaptive_avg_pool2d(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     int64_t size[FAROL_MAX_DIMS];  /* check_sizes may read up to FAROL_MAX_DIMS */
     if (lua_type(L, 2) == LUA_TNUMBER) {
         size[0] = size[1] = luaL_checkinteger(L, 2);
-    } else if (check_sizes(L, 2, size, "adaptive_avg_pool2d", false) != 2) {
+    } else if (farol_lua_check_sizes(L, 2, size, "adaptive_avg_pool2d", false) != 2) {
         return farol_error(L, "farol: adaptive_avg_pool2d: output size must be a number or {h, w}");
     }
-    push_tensor(L, farol_adaptive_avg_pool2d(x, size[0], size[1]));
+    farol_lua_push_tensor(L, farol_adaptive_avg_pool2d(x, size[0], size[1]));
     return 1;
 }
 
 static int l_batch_norm(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1), *m = check_tensor(L, 2), *v = check_tensor(L, 3);
-    push_tensor(L, farol_batch_norm(x, m, v, opt_tensor(L, 4), opt_tensor(L, 5), luaL_optnumber(L, 6, 1e-5)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1), *m = farol_lua_check_tensor(L, 2), *v = farol_lua_check_tensor(L, 3);
+    farol_lua_push_tensor(L, farol_batch_norm(x, m, v, opt_tensor(L, 4), opt_tensor(L, 5), luaL_optnumber(L, 6, 1e-5)));
     return 1;
 }
 
 static int l_layer_norm(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
     int n;
     if (lua_type(L, 2) == LUA_TNUMBER) {
@@ -342,9 +342,9 @@ static int l_layer_norm(lua_State *L) {
         n = 1;
     } else {
         luaL_checktype(L, 2, LUA_TTABLE);
-        n = check_sizes(L, 2, shape, "layer_norm", false);
+        n = farol_lua_check_sizes(L, 2, shape, "layer_norm", false);
     }
-    push_tensor(L, farol_layer_norm(x, n, shape, opt_tensor(L, 3), opt_tensor(L, 4),
+    farol_lua_push_tensor(L, farol_layer_norm(x, n, shape, opt_tensor(L, 3), opt_tensor(L, 4),
                                     luaL_optnumber(L, 5, 1e-5)));
     return 1;
 }
@@ -358,9 +358,9 @@ static int64_t first_beyond(const farol_tensor *idx, int64_t n) {
 }
 
 static int l_embedding(lua_State *L) {
-    check_tensor(L, 2);
-    farol_tensor *idx = check_index_tensor(L, 1, "embedding");  /* can run the GC */
-    farol_tensor *w = check_tensor(L, 2);
+    farol_lua_check_tensor(L, 2);
+    farol_tensor *idx = farol_lua_check_index_tensor(L, 1, "embedding");  /* can run the GC */
+    farol_tensor *w = farol_lua_check_tensor(L, 2);
     int64_t bad = w->ndim == 2 ? first_beyond(idx, w->shape[0]) : -1;
     if (bad >= 0) {
         lua_Integer v = ((int64_t *)farol_data(idx))[bad] + 1;
@@ -368,20 +368,20 @@ static int l_embedding(lua_State *L) {
                           "for w [%lld, %lld] (valid 1..%lld)", v, (lua_Integer)bad + 1,
                           (lua_Integer)w->shape[0], (lua_Integer)w->shape[1], (lua_Integer)w->shape[0]);
     }
-    push_tensor(L, farol_embedding(idx, w));
+    farol_lua_push_tensor(L, farol_embedding(idx, w));
     return 1;
 }
 
 static int l_dropout(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
-    push_tensor(L, farol_dropout(x, luaL_optnumber(L, 2, 0.5), opt_bool(L, 3, true)));
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_dropout(x, luaL_optnumber(L, 2, 0.5), farol_lua_opt_bool(L, 3, true)));
     return 1;
 }
 
 static int l_cross_entropy(lua_State *L) {
-    check_tensor(L, 1);
-    farol_tensor *labels = check_index_tensor(L, 2, "cross_entropy");  /* can run the GC */
-    farol_tensor *logits = check_tensor(L, 1);
+    farol_lua_check_tensor(L, 1);
+    farol_tensor *labels = farol_lua_check_index_tensor(L, 2, "cross_entropy");  /* can run the GC */
+    farol_tensor *logits = farol_lua_check_tensor(L, 1);
     int64_t bad = logits->ndim == 2 ? first_beyond(labels, logits->shape[1]) : -1;
     if (bad >= 0) {
         lua_Integer v = ((int64_t *)farol_data(labels))[bad] + 1;
@@ -389,17 +389,17 @@ static int l_cross_entropy(lua_State *L) {
                           "for %lld classes (valid 1..%lld)", v, (lua_Integer)bad + 1,
                           (lua_Integer)logits->shape[1], (lua_Integer)logits->shape[1]);
     }
-    push_tensor(L, farol_cross_entropy(logits, labels));
+    farol_lua_push_tensor(L, farol_cross_entropy(logits, labels));
     return 1;
 }
 
 static int l_mse_loss(lua_State *L) {
-    push_tensor(L, farol_mse_loss(check_tensor(L, 1), check_tensor(L, 2)));
+    farol_lua_push_tensor(L, farol_mse_loss(farol_lua_check_tensor(L, 1), farol_lua_check_tensor(L, 2)));
     return 1;
 }
 
 static int l_pad(lua_State *L) {
-    farol_tensor *x = check_tensor(L, 1);
+    farol_tensor *x = farol_lua_check_tensor(L, 1);
     luaL_checktype(L, 2, LUA_TTABLE);
     size_t len = lua_rawlen(L, 2);
     if (len > 2 * FAROL_MAX_DIMS)
@@ -412,7 +412,7 @@ static int l_pad(lua_State *L) {
         pads[i] = lua_tointeger(L, -1);
         lua_pop(L, 1);
     }
-    push_tensor(L, farol_pad(x, n, pads, luaL_optnumber(L, 3, 0)));
+    farol_lua_push_tensor(L, farol_pad(x, n, pads, luaL_optnumber(L, 3, 0)));
     return 1;
 }
 
@@ -450,7 +450,7 @@ void farol_lua_ops(lua_State *L) {
         register_closure(L, reduce_names[op], l_reduce, op);
     for (int op = 0; op < 6; op++) register_closure(L, cmp_names[op], l_compare, op);
     for (int op = 0; op < 5; op++) register_closure(L, binary_names[op], arith, op);
-    register_funcs(L, op_funcs, true);
+    farol_lua_register_funcs(L, op_funcs, true);
     lua_pushvalue(L, -2);
     luaL_setfuncs(L, plain_funcs, 0);
     lua_pop(L, 1);

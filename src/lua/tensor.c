@@ -52,7 +52,7 @@ static size_t extent_bytes(const farol_tensor *t) {
     return span < t->storage->nbytes ? (size_t)span : t->storage->nbytes;
 }
 
-void box_set(lua_State *L, tensor_box *b, farol_tensor *t) {
+void farol_lua_box_set(lua_State *L, tensor_box *b, farol_tensor *t) {
     gc_state *s = get_gc_state(L);
     b->t = t;
     b->bytes = extent_bytes(t);
@@ -85,9 +85,9 @@ int farol_error(lua_State *L, const char *fmt, ...) {
 }
 
 /* the engine's message with its indices 1-based, as Lua counts */
-int raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error_1based()); }
+int farol_lua_raise_error(lua_State *L) { return farol_error(L, "%s", farol_last_error_1based()); }
 
-tensor_box *push_empty_box(lua_State *L) {
+tensor_box *farol_lua_push_empty_box(lua_State *L) {
     tensor_box *b = lua_newuserdatauv(L, sizeof *b, 0);
     *b = (tensor_box){FAROL_BOX_MAGIC, NULL, 0};
     luaL_setmetatable(L, FAROL_TENSOR_MT);
@@ -95,32 +95,32 @@ tensor_box *push_empty_box(lua_State *L) {
 }
 
 static int new_box(lua_State *L) {
-    push_empty_box(L);
+    farol_lua_push_empty_box(L);
     return 1;
 }
 
-tensor_box *test_box(lua_State *L, int i) {
+tensor_box *farol_lua_test_box(lua_State *L, int i) {
     tensor_box *b = luaL_testudata(L, i, FAROL_TENSOR_MT);
     if (!b || lua_rawlen(L, i) != sizeof *b || b->magic != FAROL_BOX_MAGIC) return NULL;
     return b;
 }
 
 static tensor_box *check_box(lua_State *L, int i) {
-    tensor_box *b = test_box(L, i);
+    tensor_box *b = farol_lua_test_box(L, i);
     if (!b) luaL_typeerror(L, i, FAROL_TENSOR_MT);
     return b;
 }
 
 /* The box is made under lua_pcall: if Lua runs out of memory making it, t
  * is released before the error goes on, instead of leaking. */
-void push_tensor(lua_State *L, farol_tensor *t) {
-    if (!t) raise_error(L);
+void farol_lua_push_tensor(lua_State *L, farol_tensor *t) {
+    if (!t) farol_lua_raise_error(L);
     lua_pushcfunction(L, new_box);
     if (lua_pcall(L, 0, 1, 0) != LUA_OK) {
         farol_release(t);
         lua_error(L);
     }
-    box_set(L, lua_touserdata(L, -1), t);
+    farol_lua_box_set(L, lua_touserdata(L, -1), t);
 }
 
 /* a freed tensor at index i: the message names the running function as Lua
@@ -132,23 +132,23 @@ static void freed_error(lua_State *L, int i) {
     farol_error(L, "farol: %s: tensor was freed (an element of a list argument)", fn);
 }
 
-farol_tensor *test_tensor(lua_State *L, int i) {
+farol_tensor *farol_lua_test_tensor(lua_State *L, int i) {
     farol_sync_num_threads();  /* every op takes its tensors here */
-    tensor_box *b = test_box(L, i);
+    tensor_box *b = farol_lua_test_box(L, i);
     if (!b) return NULL;
     if (!b->t) freed_error(L, i);
     return b->t;
 }
 
-farol_tensor *check_tensor(lua_State *L, int i) {
+farol_tensor *farol_lua_check_tensor(lua_State *L, int i) {
     farol_sync_num_threads();
     tensor_box *b = check_box(L, i);
     if (!b->t) freed_error(L, i);
     return b->t;
 }
 
-farol_tensor *to_tensor_arg(lua_State *L, int i, const farol_tensor *like) {
-    farol_tensor *t = test_tensor(L, i);
+farol_tensor *farol_lua_to_tensor_arg(lua_State *L, int i, const farol_tensor *like) {
+    farol_tensor *t = farol_lua_test_tensor(L, i);
     if (t) return farol_retain(t);
     if (lua_isinteger(L, i) && like && like->dtype == FAROL_I64)
         return farol_scalar((double)lua_tointeger(L, i), FAROL_I64);
@@ -189,11 +189,11 @@ static int hold_gc(lua_State *L) {
     size_t len = lua_rawlen(L, 1);
     if (h && len >= sizeof *h && h->magic == HOLD_MAGIC && h->n >= 0 &&
         len == sizeof *h + (size_t)h->n * sizeof h->t[0])
-        hold_release(h->t);
+        farol_lua_hold_release(h->t);
     return 0;
 }
 
-farol_tensor **push_hold(lua_State *L, lua_Integer n, lua_Integer max, const char *fn, const char *what) {
+farol_tensor **farol_lua_push_hold(lua_State *L, lua_Integer n, lua_Integer max, const char *fn, const char *what) {
     if (n < 0 || n > max)
         farol_error(L, "farol: %s: %s has %lld entries, at most %lld", fn, what, (long long)n, (long long)max);
     tensor_hold *h = lua_newuserdatauv(L, sizeof *h + (size_t)n * sizeof h->t[0], 0);
@@ -208,7 +208,7 @@ farol_tensor **push_hold(lua_State *L, lua_Integer n, lua_Integer max, const cha
     return h->t;
 }
 
-void hold_release(farol_tensor **slots) {
+void farol_lua_hold_release(farol_tensor **slots) {
     tensor_hold *h = (tensor_hold *)((char *)slots - offsetof(tensor_hold, t));
     for (lua_Integer i = 0; i < h->n; i++) {
         farol_release(h->t[i]);
@@ -218,7 +218,7 @@ void hold_release(farol_tensor **slots) {
 
 /* ---- argument helpers ---- */
 
-int check_dim(lua_State *L, int i, int ndim, const char *fn) {
+int farol_lua_check_dim(lua_State *L, int i, int ndim, const char *fn) {
     lua_Integer d = luaL_checkinteger(L, i);
     int n = ndim > 0 ? ndim : 1;
     if (d >= 1 && d <= n) return (int)d - 1;
@@ -227,11 +227,11 @@ int check_dim(lua_State *L, int i, int ndim, const char *fn) {
                       "-1 is the last)", fn, (int)d, ndim);
 }
 
-int opt_dim(lua_State *L, int i, int ndim, const char *fn) {
-    return lua_isnoneornil(L, i) ? FAROL_DIM_ALL : check_dim(L, i, ndim, fn);
+int farol_lua_opt_dim(lua_State *L, int i, int ndim, const char *fn) {
+    return lua_isnoneornil(L, i) ? FAROL_DIM_ALL : farol_lua_check_dim(L, i, ndim, fn);
 }
 
-int64_t check_index(lua_State *L, int i, int64_t n, const char *fn) {
+static int64_t check_index(lua_State *L, int i, int64_t n, const char *fn) {
     lua_Integer v = luaL_checkinteger(L, i);
     if (v >= 1 && v <= n) return v - 1;
     if (v < 0 && v >= -n) return n + v;
@@ -249,9 +249,9 @@ static int64_t size_at(lua_State *L, int idx, int pos, const char *fn, bool allo
     return v;
 }
 
-int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
+int farol_lua_check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
     int n = 0;
-    if (lua_istable(L, i) && !test_tensor(L, i)) {
+    if (lua_istable(L, i) && !farol_lua_test_tensor(L, i)) {
         /* raw: a size table's metamethods have no say (and could free the
          * tensor the caller holds) */
         size_t len = lua_rawlen(L, i);
@@ -274,7 +274,7 @@ int check_sizes(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_
 
 /* sizes at i (varargs or one array) with nothing after them */
 static int check_shape_only(lua_State *L, int i, int64_t *shape, const char *fn, bool allow_minus1) {
-    int n = check_sizes(L, i, shape, fn, allow_minus1);
+    int n = farol_lua_check_sizes(L, i, shape, fn, allow_minus1);
     int next = lua_istable(L, i) ? i + 1 : i + n;
     if (!lua_isnone(L, next)) {
         if (lua_istable(L, i))
@@ -305,7 +305,7 @@ static void check_value(lua_State *L, farol_dtype dt, double v, const char *fn) 
         farol_error(L, "farol: %s: %g is not an integer (dtype int64)", fn, v);
 }
 
-farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
+static farol_dtype opt_dtype(lua_State *L, int i, farol_dtype def, const char *fn) {
     if (lua_isnoneornil(L, i)) return def;
     /* the type first: lua_tostring would convert a number in place */
     const char *name = lua_type(L, i) == LUA_TSTRING ? lua_tostring(L, i) : NULL;
@@ -328,7 +328,7 @@ static void no_more_args(lua_State *L, int last, const char *fn) {
         farol_error(L, "farol: %s: unexpected argument #%d (a %s)", fn, last, luaL_typename(L, last));
 }
 
-bool opt_bool(lua_State *L, int i, bool def) {
+bool farol_lua_opt_bool(lua_State *L, int i, bool def) {
     return lua_isnoneornil(L, i) ? def : lua_toboolean(L, i);
 }
 
@@ -339,7 +339,7 @@ static void infer_shape(lua_State *L, int idx, int depth, int *ndim, int64_t *sh
         *ndim = depth;
         return;
     }
-    if (lua_type(L, idx) != LUA_TTABLE || test_tensor(L, idx))
+    if (lua_type(L, idx) != LUA_TTABLE || farol_lua_test_tensor(L, idx))
         farol_error(L, "farol: %s: expected a number or a nested array of numbers, got %s", fn,
                    luaL_typename(L, idx));
     if (depth == FAROL_MAX_DIMS) farol_error(L, "farol: %s: nested deeper than %d dims", fn, FAROL_MAX_DIMS);
@@ -375,7 +375,7 @@ static void fill_values(lua_State *L, int idx, int depth, int ndim, const int64_
         }
         return;
     }
-    if (lua_type(L, idx) != LUA_TTABLE || test_tensor(L, idx) ||
+    if (lua_type(L, idx) != LUA_TTABLE || farol_lua_test_tensor(L, idx) ||
         (lua_Integer)lua_rawlen(L, idx) != shape[depth]) {
         char sh[96];
         farol_error(L, "farol: %s: ragged array: expected %s of length %lld at depth %d (shape %s)", fn,
@@ -398,14 +398,14 @@ static farol_tensor *table_to_tensor_fn(lua_State *L, int i, farol_dtype dt, con
     /* the tensor is pushed first (empty, collectable) so that an error while
      * reading the table cannot leak it */
     farol_tensor *t = farol_empty(ndim, shape, dt);
-    push_tensor(L, t);
+    farol_lua_push_tensor(L, t);
     int64_t pos = 0;
     fill_values(L, i, 0, ndim, shape, t, &pos, fn);
     lua_pop(L, 1);  /* the userdata still owns t until the caller re-pushes */
     return farol_retain(t);
 }
 
-farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt) {
+static farol_tensor *table_to_tensor(lua_State *L, int i, farol_dtype dt) {
     return table_to_tensor_fn(L, i, dt, "tensor");
 }
 
@@ -416,19 +416,19 @@ static farol_tensor *raw_copy(farol_tensor *src, farol_dtype dt) {
     return c;
 }
 
-farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
+farol_tensor *farol_lua_check_index_tensor(lua_State *L, int i, const char *fn) {
     i = lua_absindex(L, i);
-    farol_tensor *src = test_tensor(L, i), *idx;
+    farol_tensor *src = farol_lua_test_tensor(L, i), *idx;
     if (src) {
         if (src->dtype != FAROL_I64)
             farol_error(L, "farol: %s: indices must be an int64 tensor or an array, got %s", fn,
                        farol_dtype_name(src->dtype));
         /* a private copy (shifted to 0-based below), owned by a box on the stack */
-        push_tensor(L, raw_copy(src, FAROL_I64));
-        idx = test_tensor(L, -1);
+        farol_lua_push_tensor(L, raw_copy(src, FAROL_I64));
+        idx = farol_lua_test_tensor(L, -1);
     } else if (lua_istable(L, i)) {
-        push_tensor(L, table_to_tensor_fn(L, i, FAROL_I64, fn));
-        idx = test_tensor(L, -1);
+        farol_lua_push_tensor(L, table_to_tensor_fn(L, i, FAROL_I64, fn));
+        idx = farol_lua_test_tensor(L, -1);
     } else {
         luaL_typeerror(L, i, "index tensor or array");
         return NULL;
@@ -447,13 +447,13 @@ farol_tensor *check_index_tensor(lua_State *L, int i, const char *fn) {
 static int l_tensor(lua_State *L) {
     farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "tensor");
     no_more_args(L, 3, "tensor");
-    farol_tensor *src = test_tensor(L, 1);
+    farol_tensor *src = farol_lua_test_tensor(L, 1);
     if (src) {
-        push_tensor(L, raw_copy(src, lua_isnoneornil(L, 2) ? src->dtype : dt));
+        farol_lua_push_tensor(L, raw_copy(src, lua_isnoneornil(L, 2) ? src->dtype : dt));
         return 1;
     }
     luaL_argexpected(L, lua_istable(L, 1) || lua_type(L, 1) == LUA_TNUMBER, 1, "number or array");
-    push_tensor(L, table_to_tensor(L, 1, dt));
+    farol_lua_push_tensor(L, table_to_tensor(L, 1, dt));
     return 1;
 }
 
@@ -461,7 +461,7 @@ typedef enum { MAKE_EMPTY, MAKE_ZEROS, MAKE_ONES, MAKE_RAND, MAKE_RANDN } make_k
 
 static int make(lua_State *L, make_kind kind, const char *fn) {
     int64_t shape[FAROL_MAX_DIMS];
-    int n = check_sizes(L, 1, shape, fn, false);
+    int n = farol_lua_check_sizes(L, 1, shape, fn, false);
     int dt_at = lua_istable(L, 1) ? 2 : n + 1;
     farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, fn);
     no_more_args(L, dt_at + 1, fn);
@@ -474,7 +474,7 @@ static int make(lua_State *L, make_kind kind, const char *fn) {
     case MAKE_RAND: t = farol_rand(n, shape, dt); break;
     case MAKE_RANDN: t = farol_randn(n, shape, dt); break;
     }
-    push_tensor(L, t);
+    farol_lua_push_tensor(L, t);
     return 1;
 }
 
@@ -487,13 +487,13 @@ static int l_randn(lua_State *L) { return make(L, MAKE_RANDN, "randn"); }
 static int l_full(lua_State *L) {
     int64_t shape[FAROL_MAX_DIMS];
     luaL_checktype(L, 1, LUA_TTABLE);
-    int n = check_sizes(L, 1, shape, "full", false);
+    int n = farol_lua_check_sizes(L, 1, shape, "full", false);
     double v = luaL_checknumber(L, 2);
     farol_dtype dt = opt_dtype(L, 3, FAROL_F32, "full");
     no_more_args(L, 4, "full");
     check_numel(L, n, shape, "full");
     check_value(L, dt, v, "full");
-    push_tensor(L, farol_full(n, shape, v, dt));
+    farol_lua_push_tensor(L, farol_full(n, shape, v, dt));
     return 1;
 }
 
@@ -518,7 +518,7 @@ static int l_arange(lua_State *L) {
     }
     farol_dtype dt = opt_dtype(L, dt_at, FAROL_F32, "arange");
     no_more_args(L, dt_at + 1, "arange");
-    push_tensor(L, farol_arange(a, b, step, dt));
+    farol_lua_push_tensor(L, farol_arange(a, b, step, dt));
     return 1;
 }
 
@@ -527,7 +527,7 @@ static int l_linspace(lua_State *L) {
     lua_Integer n = luaL_checkinteger(L, 3);
     farol_dtype dt = opt_dtype(L, 4, FAROL_F32, "linspace");
     no_more_args(L, 5, "linspace");
-    push_tensor(L, farol_linspace(a, b, n, dt));
+    farol_lua_push_tensor(L, farol_linspace(a, b, n, dt));
     return 1;
 }
 
@@ -537,7 +537,7 @@ static int l_eye(lua_State *L) {
     check_numel(L, 2, (int64_t[]){n, n}, "eye");
     farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "eye");
     no_more_args(L, 3, "eye");
-    push_tensor(L, farol_eye(n, dt));
+    farol_lua_push_tensor(L, farol_eye(n, dt));
     return 1;
 }
 
@@ -552,16 +552,16 @@ static void push_shape(lua_State *L, const farol_tensor *t) {
 }
 
 static int m_size(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (lua_isnoneornil(L, 2)) push_shape(L, t);
-    else lua_pushinteger(L, t->shape[check_dim(L, 2, t->ndim, "size")]);
+    else lua_pushinteger(L, t->shape[farol_lua_check_dim(L, 2, t->ndim, "size")]);
     return 1;
 }
 
-static int m_dim(lua_State *L) { lua_pushinteger(L, check_tensor(L, 1)->ndim); return 1; }
-static int m_numel(lua_State *L) { lua_pushinteger(L, farol_numel(check_tensor(L, 1))); return 1; }
-static int m_dtype(lua_State *L) { lua_pushstring(L, farol_dtype_name(check_tensor(L, 1)->dtype)); return 1; }
-static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, farol_is_contiguous(check_tensor(L, 1))); return 1; }
+static int m_dim(lua_State *L) { lua_pushinteger(L, farol_lua_check_tensor(L, 1)->ndim); return 1; }
+static int m_numel(lua_State *L) { lua_pushinteger(L, farol_numel(farol_lua_check_tensor(L, 1))); return 1; }
+static int m_dtype(lua_State *L) { lua_pushstring(L, farol_dtype_name(farol_lua_check_tensor(L, 1)->dtype)); return 1; }
+static int m_is_contiguous(lua_State *L) { lua_pushboolean(L, farol_is_contiguous(farol_lua_check_tensor(L, 1))); return 1; }
 
 /* element idx as a Lua integer (int64, exactly) or float */
 static void push_element(lua_State *L, const farol_tensor *t, const int64_t *idx) {
@@ -570,7 +570,7 @@ static void push_element(lua_State *L, const farol_tensor *t, const int64_t *idx
 }
 
 static int m_item(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (farol_numel(t) != 1) {
         char sh[96];
         return farol_error(L, "farol: item: tensor of shape %s has %lld elements, item needs exactly one",
@@ -597,7 +597,7 @@ static void push_table(lua_State *L, const farol_tensor *t, int dim, int64_t *id
 
 static int m_totable(lua_State *L) {
     int64_t idx[FAROL_MAX_DIMS] = {0};
-    push_table(L, check_tensor(L, 1), 0, idx);
+    push_table(L, farol_lua_check_tensor(L, 1), 0, idx);
     return 1;
 }
 
@@ -612,7 +612,7 @@ static void check_element_index(lua_State *L, farol_tensor *t, int first, int64_
 }
 
 static int m_get(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     int64_t idx[FAROL_MAX_DIMS];
     check_element_index(L, t, 2, idx, "get");
     push_element(L, t, idx);
@@ -620,12 +620,12 @@ static int m_get(lua_State *L) {
 }
 
 static int m_set(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     double v = luaL_checknumber(L, 2);
     int64_t idx[FAROL_MAX_DIMS];
     check_element_index(L, t, 3, idx, "set");
     check_value(L, t->dtype, v, "set");
-    if (farol_begin_inplace("set", t) < 0) return raise_error(L);
+    if (farol_begin_inplace("set", t) < 0) return farol_lua_raise_error(L);
     farol_set(t, idx, v);
     lua_settop(L, 1);
     return 1;
@@ -654,14 +654,14 @@ static int m_tostring(lua_State *L) {
 }
 
 static int m_len(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (t->ndim == 0) return farol_error(L, "farol: #: a 0-d tensor has no length");
     lua_pushinteger(L, t->shape[0]);
     return 1;
 }
 
 static int l_is_tensor(lua_State *L) {
-    lua_pushboolean(L, test_box(L, 1) != NULL);
+    lua_pushboolean(L, farol_lua_test_box(L, 1) != NULL);
     return 1;
 }
 
@@ -685,7 +685,7 @@ static int m_index(lua_State *L) {
     if (!k && lua_type(L, 2) != LUA_TNUMBER)
         return farol_error(L, "farol: index: tensors take an integer index (x[i]) or a field name, got %s "
                           "(use x:narrow, x:select or x:get for more)", luaL_typename(L, 2));
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (lua_type(L, 2) == LUA_TNUMBER) {
         if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
         int64_t i = check_index(L, 2, t->shape[0], "index");
@@ -693,7 +693,7 @@ static int m_index(lua_State *L) {
             push_element(L, t, &i);
             return 1;
         }
-        push_tensor(L, farol_select(t, 0, i));
+        farol_lua_push_tensor(L, farol_select(t, 0, i));
         return 1;
     }
     if (k && strcmp(k, "shape") == 0) {
@@ -701,7 +701,7 @@ static int m_index(lua_State *L) {
         return 1;
     }
     if (k && strcmp(k, "grad") == 0) {
-        if (t->grad) push_tensor(L, farol_retain(t->grad));
+        if (t->grad) farol_lua_push_tensor(L, farol_retain(t->grad));
         else lua_pushnil(L);
         return 1;
     }
@@ -710,55 +710,55 @@ static int m_index(lua_State *L) {
 
 /* x[i] = v: copies v (number or tensor) into select(1, i) */
 static int m_newindex(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (lua_type(L, 2) != LUA_TNUMBER)
         return farol_error(L, "farol: index: tensors take only integer keys for assignment, got %s",
                           luaL_typename(L, 2));
     if (t->ndim == 0) return farol_error(L, "farol: index: a 0-d tensor cannot be indexed");
     int64_t i = check_index(L, 2, t->shape[0], "index");
-    farol_tensor *src = test_tensor(L, 3);
+    farol_tensor *src = farol_lua_test_tensor(L, 3);
     if (!src && lua_type(L, 3) != LUA_TNUMBER) return luaL_typeerror(L, 3, "number or farol.Tensor");
     if (!src) check_value(L, t->dtype, lua_tonumber(L, 3), "index");
     farol_tensor *view = farol_select(t, 0, i);
-    if (!view) return raise_error(L);
+    if (!view) return farol_lua_raise_error(L);
     int rc = src ? farol_copy_(view, src) : farol_fill_(view, lua_tonumber(L, 3));
     farol_release(view);
-    if (rc < 0) return raise_error(L);
+    if (rc < 0) return farol_lua_raise_error(L);
     return 0;
 }
 
 static int m_copy_(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1), *src = check_tensor(L, 2);
-    if (farol_copy_(t, src) < 0) return raise_error(L);
+    farol_tensor *t = farol_lua_check_tensor(L, 1), *src = farol_lua_check_tensor(L, 2);
+    if (farol_copy_(t, src) < 0) return farol_lua_raise_error(L);
     lua_settop(L, 1);
     return 1;
 }
 
 static int m_fill_(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     double v = luaL_checknumber(L, 2);
     check_value(L, t->dtype, v, "fill_");
-    if (farol_fill_(t, v) < 0) return raise_error(L);
+    if (farol_fill_(t, v) < 0) return farol_lua_raise_error(L);
     lua_settop(L, 1);
     return 1;
 }
 
 static int m_zero_(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    if (farol_fill_(t, 0) < 0) return raise_error(L);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    if (farol_fill_(t, 0) < 0) return farol_lua_raise_error(L);
     lua_settop(L, 1);
     return 1;
 }
 
-static int m_clone(lua_State *L) { push_tensor(L, farol_clone(check_tensor(L, 1))); return 1; }
-static int m_detach(lua_State *L) { push_tensor(L, farol_detach(check_tensor(L, 1))); return 1; }
-static int m_contiguous(lua_State *L) { push_tensor(L, farol_contiguous(check_tensor(L, 1))); return 1; }
+static int m_clone(lua_State *L) { farol_lua_push_tensor(L, farol_clone(farol_lua_check_tensor(L, 1))); return 1; }
+static int m_detach(lua_State *L) { farol_lua_push_tensor(L, farol_detach(farol_lua_check_tensor(L, 1))); return 1; }
+static int m_contiguous(lua_State *L) { farol_lua_push_tensor(L, farol_contiguous(farol_lua_check_tensor(L, 1))); return 1; }
 
 static int m_to(lua_State *L) {
-    check_tensor(L, 1);
+    farol_lua_check_tensor(L, 1);
     if (lua_type(L, 2) != LUA_TSTRING) luaL_checktype(L, 2, LUA_TSTRING);
     farol_dtype dt = opt_dtype(L, 2, FAROL_F32, "to");
-    push_tensor(L, farol_to_dtype(check_tensor(L, 1), dt));
+    farol_lua_push_tensor(L, farol_to_dtype(farol_lua_check_tensor(L, 1), dt));
     return 1;
 }
 
@@ -768,10 +768,10 @@ static int m_to(lua_State *L) {
 typedef farol_tensor *(*reshape_fn)(farol_tensor *, int, const int64_t *);
 
 static int resized(lua_State *L, reshape_fn fn, const char *name) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     int64_t shape[FAROL_MAX_DIMS];
     int n = check_shape_only(L, 2, shape, name, true);
-    push_tensor(L, fn(t, n, shape));
+    farol_lua_push_tensor(L, fn(t, n, shape));
     return 1;
 }
 
@@ -780,45 +780,45 @@ static int m_reshape(lua_State *L) { return resized(L, farol_reshape, "reshape")
 static int m_expand(lua_State *L) { return resized(L, farol_expand, "expand"); }
 
 static int m_flatten(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    int start = lua_isnoneornil(L, 2) ? 0 : check_dim(L, 2, t->ndim, "flatten");
-    int end = lua_isnoneornil(L, 3) ? (t->ndim > 0 ? t->ndim - 1 : 0) : check_dim(L, 3, t->ndim, "flatten");
-    push_tensor(L, farol_flatten(t, start, end));
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    int start = lua_isnoneornil(L, 2) ? 0 : farol_lua_check_dim(L, 2, t->ndim, "flatten");
+    int end = lua_isnoneornil(L, 3) ? (t->ndim > 0 ? t->ndim - 1 : 0) : farol_lua_check_dim(L, 3, t->ndim, "flatten");
+    farol_lua_push_tensor(L, farol_flatten(t, start, end));
     return 1;
 }
 
 static int m_squeeze(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    push_tensor(L, farol_squeeze(t, opt_dim(L, 2, t->ndim, "squeeze")));
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_squeeze(t, farol_lua_opt_dim(L, 2, t->ndim, "squeeze")));
     return 1;
 }
 
 static int m_unsqueeze(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    push_tensor(L, farol_unsqueeze(t, check_dim(L, 2, t->ndim + 1, "unsqueeze")));
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    farol_lua_push_tensor(L, farol_unsqueeze(t, farol_lua_check_dim(L, 2, t->ndim + 1, "unsqueeze")));
     return 1;
 }
 
 static int m_transpose(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
-    int a = check_dim(L, 2, t->ndim, "transpose"), b = check_dim(L, 3, t->ndim, "transpose");
-    push_tensor(L, farol_transpose(t, a, b));
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
+    int a = farol_lua_check_dim(L, 2, t->ndim, "transpose"), b = farol_lua_check_dim(L, 3, t->ndim, "transpose");
+    farol_lua_push_tensor(L, farol_transpose(t, a, b));
     return 1;
 }
 
 static int m_t(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (t->ndim > 2) {
         char sh[96];
         return farol_error(L, "farol: t: expects a tensor of at most 2 dims, got shape %s",
                           farol_shape_str(t->ndim, t->shape, sh, sizeof sh));
     }
-    push_tensor(L, t->ndim < 2 ? farol_retain(t) : farol_transpose(t, 0, 1));
+    farol_lua_push_tensor(L, t->ndim < 2 ? farol_retain(t) : farol_transpose(t, 0, 1));
     return 1;
 }
 
 static int m_permute(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     int dims[FAROL_MAX_DIMS];
     bool array = lua_istable(L, 2);
     size_t len = array ? lua_rawlen(L, 2) : (size_t)(lua_gettop(L) - 1);
@@ -836,25 +836,25 @@ static int m_permute(lua_State *L) {
         if (!isint)
             return farol_error(L, "farol: permute: dim %d must be an integer, got %s", i + 1,
                               luaL_typename(L, -1));
-        dims[i] = check_dim(L, lua_gettop(L), n, "permute");
+        dims[i] = farol_lua_check_dim(L, lua_gettop(L), n, "permute");
         lua_pop(L, 1);
     }
-    push_tensor(L, farol_permute(t, n, dims));
+    farol_lua_push_tensor(L, farol_permute(t, n, dims));
     return 1;
 }
 
 static int m_select(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (t->ndim == 0) return farol_error(L, "farol: select: a 0-d tensor has no dim to select from");
-    int d = check_dim(L, 2, t->ndim, "select");
-    push_tensor(L, farol_select(t, d, check_index(L, 3, t->shape[d], "select")));
+    int d = farol_lua_check_dim(L, 2, t->ndim, "select");
+    farol_lua_push_tensor(L, farol_select(t, d, check_index(L, 3, t->shape[d], "select")));
     return 1;
 }
 
 static int m_narrow(lua_State *L) {
-    farol_tensor *t = check_tensor(L, 1);
+    farol_tensor *t = farol_lua_check_tensor(L, 1);
     if (t->ndim == 0) return farol_error(L, "farol: narrow: a 0-d tensor has no dim to narrow");
-    int d = check_dim(L, 2, t->ndim, "narrow");
+    int d = farol_lua_check_dim(L, 2, t->ndim, "narrow");
     lua_Integer len = luaL_checkinteger(L, 4);
     /* as PyTorch, an empty slice may start just past the end */
     int64_t start = len == 0 && lua_tointeger(L, 3) == t->shape[d] + 1
@@ -862,14 +862,14 @@ static int m_narrow(lua_State *L) {
     if (len < 0 || len > t->shape[d] - start)
         return farol_error(L, "farol: narrow: start %lld with length %lld does not fit in dim %d of size %lld",
                           (lua_Integer)start + 1, len, d + 1, (lua_Integer)t->shape[d]);
-    push_tensor(L, farol_narrow(t, d, start, len));
+    farol_lua_push_tensor(L, farol_narrow(t, d, start, len));
     return 1;
 }
 
 static int m_index_select(lua_State *L) {
-    int d = check_dim(L, 2, check_tensor(L, 1)->ndim, "index_select");
-    farol_tensor *idx = check_index_tensor(L, 3, "index_select");  /* can run the GC */
-    push_tensor(L, farol_index_select(check_tensor(L, 1), d, idx));
+    int d = farol_lua_check_dim(L, 2, farol_lua_check_tensor(L, 1)->ndim, "index_select");
+    farol_tensor *idx = farol_lua_check_index_tensor(L, 3, "index_select");  /* can run the GC */
+    farol_lua_push_tensor(L, farol_index_select(farol_lua_check_tensor(L, 1), d, idx));
     return 1;
 }
 
@@ -897,7 +897,7 @@ static const luaL_Reg funcs[] = {
 };
 
 /* expects the farol table at -2 and the methods table at -1 */
-void register_funcs(lua_State *L, const luaL_Reg *fns, bool as_methods) {
+void farol_lua_register_funcs(lua_State *L, const luaL_Reg *fns, bool as_methods) {
     for (; fns->name; fns++) {
         lua_pushcfunction(L, fns->func);
         if (as_methods) {

@@ -106,7 +106,7 @@ static bool call(lua_State *L, const char *name, char *problem, size_t cap) {
 
 /* copies the float32 tensor at the top (n elements) and pops it */
 static bool take_floats(lua_State *L, float *dst, int64_t n) {
-    tensor_box *b = test_box(L, -1);
+    tensor_box *b = farol_lua_test_box(L, -1);
     bool ok = b && b->t && b->t->dtype == FAROL_F32 && farol_numel(b->t) == n;
     if (ok) farol_copy_to_buffer(b->t, dst, FAROL_F32);
     lua_pop(L, 1);
