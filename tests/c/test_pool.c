@@ -93,6 +93,50 @@ static void test_pool_gradcheck(void **state) {
     gradcheck("adaptive upsampling, strided x", &d2, 3, (int64_t[]){2, 4, 3}, 7);
 }
 
+/* ceil_mode keeps a last partial window unless it would start in the right
+ * padding; count_include_pad off divides by the input cells only */
+static void test_pool_ceil_mode(void **state) {
+    (void)state;
+    int64_t shape[4] = {1, 1, 5, 5};
+    double v[25];
+    for (int i = 0; i < 25; i++) v[i] = i;
+    farol_tensor *x = tu_tensor(4, shape, v);
+    /* 2x2 at stride 2 on 5x5: 3x3 with ceil_mode (the 2x2 fast path must
+     * not read past the input), the last row/column from 1-wide windows */
+    farol_pool_opts o = {.kernel = {2, 2}, .stride = {2, 2}, .ceil_mode = true};
+    farol_tensor *y = farol_max_pool2d(x, &o);
+    assert_non_null(y);
+    assert_int_equal(y->shape[2], 3);
+    double want_max[] = {6, 8, 9, 16, 18, 19, 21, 23, 24};
+    farol_tensor *w = tu_tensor(4, (int64_t[]){1, 1, 3, 3}, want_max);
+    tu_assert_close("max ceil_mode", y, w, 0, 0);
+    farol_release(y);
+    farol_release(w);
+    /* avg, stride 2, padding 1: ceil would add a 4th window starting at
+     * input row 5 = in the right padding, so it stays 3 */
+    farol_pool_opts a = {.kernel = {2, 2}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true};
+    y = farol_avg_pool2d(x, &a);
+    assert_non_null(y);
+    assert_int_equal(y->shape[2], 3);
+    /* window (0, 0) holds only x[0][0]: 0 / 4 with padding counted */
+    assert_true(((double *)farol_data(y))[0] == 0.0);
+    assert_true(((double *)farol_data(y))[1] == (1.0 + 2.0) / 4);
+    farol_release(y);
+    a.exclude_pad = true;
+    y = farol_avg_pool2d(x, &a);
+    assert_true(((double *)farol_data(y))[1] == (1.0 + 2.0) / 2);
+    assert_true(((double *)farol_data(y))[8] == (18.0 + 19.0 + 23.0 + 24.0) / 4);
+    farol_release(y);
+    farol_release(x);
+
+    pool_ctx m = {.kind = MAX, .o = {.kernel = {3, 2}, .stride = {2, 2}, .ceil_mode = true}};
+    gradcheck("max ceil_mode", &m, 4, (int64_t[]){2, 2, 6, 7}, 11);
+    pool_ctx c = {.kind = AVG, .o = {.kernel = {3, 3}, .stride = {2, 2}, .padding = {1, 1}, .ceil_mode = true}};
+    gradcheck("avg ceil_mode, count_include_pad", &c, 4, (int64_t[]){1, 2, 6, 7}, 12);
+    c.o.exclude_pad = true;
+    gradcheck("avg ceil_mode, without pad", &c, 3, (int64_t[]){2, 6, 7}, 13);
+}
+
 /* ties go to the first maximum in row-major window order */
 static void test_max_pool2d_ties(void **state) {
     (void)state;
@@ -270,6 +314,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_avg_pool2d_fixture),
         cmocka_unit_test(test_adaptive_avg_pool2d_fixture),
         cmocka_unit_test(test_pool_gradcheck),
+        cmocka_unit_test(test_pool_ceil_mode),
         cmocka_unit_test(test_max_pool2d_ties),
         cmocka_unit_test(test_max_pool2d_nan_and_inf),
         cmocka_unit_test(test_pool_f32_matches_f64),
