@@ -6,12 +6,23 @@
 #   (shared and static).  Also checks that no installed binary names the
 #   source or build tree.
 #   tests/install/run.sh [build-dir]     (default build)
+#   tests/install/run.sh --fresh         clone HEAD, build and install it, then
+#                                        delete the clone and its build first
 # Prints "N passed, N failed".
 set -uo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=$(cd "${1:-$root/build}" && pwd)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
+fresh=""
+if [ "${1:-}" = --fresh ]; then
+  fresh=$tmp/clone
+  git clone -q "$root" "$fresh/src" &&
+    cmake -S "$fresh/src" -B "$fresh/build" -DCMAKE_BUILD_TYPE=Release -DFAROL_TESTS=OFF >/dev/null &&
+    cmake --build "$fresh/build" -j"$(nproc)" >/dev/null || { echo "fresh build failed"; echo "0 passed, 1 failed"; exit 1; }
+  build=$fresh/build
+else
+  build=$(cd "${1:-$root/build}" && pwd)
+fi
 passed=0
 failed=0
 check() {  # check NAME COMMAND... : runs it, counts it
@@ -26,6 +37,7 @@ check() {  # check NAME COMMAND... : runs it, counts it
 cmake --install "$build" --prefix "$tmp/first" >/dev/null || { echo "install failed"; echo "0 passed, 1 failed"; exit 1; }
 # a prefix that moved: nothing may depend on where it was installed
 mv "$tmp/first" "$tmp/prefix"
+[ -n "$fresh" ] && rm -rf "$fresh"  # the source tree and its build are gone
 P=$tmp/prefix
 mkdir "$tmp/elsewhere"
 cd "$tmp/elsewhere"
@@ -40,7 +52,7 @@ check "installed files" expect_files
 
 no_tree_paths() {
   for f in "$P/lib/lua/5.4/farol.so" "$P/bin/farol" "$P/lib/libfarol.so"; do
-    if grep -q -a -e "$root" -e "$build" "$f"; then echo "$f names $root or $build"; return 1; fi
+    if grep -q -a -e "$root" -e "$build" -e "${fresh:-$build}" "$f"; then echo "$f names $root or $build"; return 1; fi
   done
 }
 check "no source or build path in the binaries" no_tree_paths
