@@ -45,7 +45,8 @@ void tu_check_fixture(const farol_tensor_dict *d, const char *variant, tu_fn f, 
  * mode off or an allocation failure armed.  Use with cmocka_unit_test_setup. */
 int tu_reset(void **state);
 /* Per-test teardown: every byte of tensor storage and every engine
- * allocation made by the test was freed. */
+ * allocation made since the test's setup (tu_reset) was freed; so, the
+ * first test included, nothing stays alive between tests. */
 int tu_check_clean(void **state);
 
 /* A suite's main:  int main(int argc, char **argv) { ... return tu_run(tests, argc, argv); }
