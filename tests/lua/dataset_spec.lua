@@ -72,6 +72,18 @@ describe("dataset driver", function()
     assert.is_truthy(read(out .. "/index.json"):find('"file": "attr-00004.safetensors"', 1, true))
   end)
 
+  it("reads a .npy file of examples, with a fixed target", function()
+    local dir = tmpdir()
+    local d = farol.load(digits_file)
+    farol.save(dir .. "/x.npy", d.images:narrow(1, 1, 10))
+    local s = farol.dataset.run{source = dir .. "/x.npy", model = digits.model, out = dir .. "/out", target = 4,
+                                shard_size = 4}
+    assert.are.equal(3, s.chunks)
+    local attr, _, target = farol.dataset.load(dir .. "/out")
+    H.close(target, farol.full({10}, 4, "int64"), 0, 0, "target")
+    H.close(attr, farol.Saliency(digits.model):attribute(d.images:narrow(1, 1, 10), 4), 1e-4, 1e-6, "as Saliency")
+  end)
+
   it("shows progress on stderr only when it is a terminal", function()
     local out = tmpdir()
     local code, stdout, err = sh(cli .. " --data " .. digits_file .. " --out " .. out .. " --shard-size 90")
