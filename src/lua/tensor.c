@@ -711,6 +711,9 @@ static int m_index(lua_State *L) {
 /* x[i] = v: copies v (number or tensor) into select(1, i) */
 static int m_newindex(lua_State *L) {
     farol_tensor *t = farol_lua_check_tensor(L, 1);
+    if (lua_type(L, 2) == LUA_TSTRING)
+        return farol_error(L, "farol: index: tensors take only integer keys for assignment, got string '%s'",
+                          lua_tostring(L, 2));
     if (lua_type(L, 2) != LUA_TNUMBER)
         return farol_error(L, "farol: index: tensors take only integer keys for assignment, got %s",
                           luaL_typename(L, 2));

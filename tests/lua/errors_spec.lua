@@ -203,7 +203,7 @@ describe("indexing and element access", function()
   bad("x:to without a dtype", function() return x:to() end,
       "bad argument #1 to 'to'", "string expected, got no value")
   bad("x.foo = 1 assigns with a string key", function() v4.foo = 1 end,
-      "farol: index: tensors take only integer keys for assignment, got string")
+      "farol: index: tensors take only integer keys for assignment, got string 'foo'")
 
   local function ones23() return farol.ones(2, 3) end
   local function ints() return farol.arange(1, 4, "int64") end
