@@ -166,7 +166,16 @@ local function define_for(inner_spec)
         else out[i] = mean_sq - mean * mean end
       end
       local delta
-      if #deltas > 0 then delta = #deltas == 1 and deltas[1] or farol.cat(deltas, 1) end
+      if #deltas > 0 then
+        if c.k > 1 then
+          -- many targets: example-major (K N x nt_samples), so the K blocks split off
+          for j, d in ipairs(deltas) do deltas[j] = d:reshape(n, -1) end
+          delta = #deltas == 1 and deltas[1] or farol.cat(deltas, 2)
+        else
+          -- Captum's order: chunk by chunk, each example's samples in a row
+          delta = #deltas == 1 and deltas[1] or farol.cat(deltas, 1)
+        end
+      end
       return out, delta
     end,
   }
