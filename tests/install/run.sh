@@ -77,6 +77,7 @@ check "bin/farol -e" runner
 
 pc_host() {
   export PKG_CONFIG_PATH=$P/lib/pkgconfig
+  [ -f "$(pkg-config --variable=luacmoddir farol)/farol.so" ] || { echo "luacmoddir has no farol.so"; return 1; }
   # shared: libfarol.so found through the run path given here
   cc -o host_pc "$root/tests/install/host.c" $(pkg-config --cflags farol lua5.4) \
      $(pkg-config --libs farol lua5.4) -Wl,-rpath,"$(pkg-config --variable=libdir farol)" || return 1

@@ -84,6 +84,16 @@ describe("farol.save", function()
     same(back, t["rounding.f16"], "float16 .npy")
   end)
 
+  it("keeps NaN a NaN in float16 and bfloat16, with its sign", function()
+    local nan = farol.tensor({0 / 0, -(0 / 0), 1})
+    for _, dt in ipairs({"float16", "bfloat16"}) do
+      farol.save(tmp .. ".safetensors", {v = nan}, {dtype = dt})
+      local v = farol.load(tmp .. ".safetensors").v
+      assert.is_true(v[1] ~= v[1] and v[2] ~= v[2], dt)
+      assert.equals(1, v[3], dt)
+    end
+  end)
+
   it("writes .npy from a bare tensor or a one-entry table, any layout, and reads it back", function()
     local cases = {t.float32, t.float64, t.int64, farol.tensor(2.5), farol.zeros(0, 3),
                    t.float32:t(), farol.arange(0, 24):view(2, 3, 4):permute(3, 1, 2)}
