@@ -131,6 +131,12 @@ describe("model constructors", function()
             "farol: models.DenseNet: block_config[2] must be an integer >= 1, got x")()
     H.fails(function() M.vgg11_bn{width = 64} end,
             "farol: models.vgg11_bn: unknown option 'width' (valid: num_classes, init_weights, dropout)")()
+    H.fails(function() M.squeezenet1_1(10, 2) end,
+            "farol: models.squeezenet1_1: takes one argument (num_classes or an options table), got 1 more")()
+    H.fails(function() M.resnet18(10, {}) end,
+            "farol: models.resnet18: takes one argument (num_classes or an options table), got 1 more")()
+    H.fails(function() M.densenet121(10, nil) end,
+            "farol: models.densenet121: takes one argument (num_classes or an options table), got 1 more")()
     H.fails(function() M.VGG(5) end, "farol: models.VGG: features must be a module, got number")()
     H.fails(function() M.vgg_layers({64, "N"}, true) end, "farol: models.vgg_layers: cfg[2] must be an integer >= 1, got N")()
   end)

@@ -25,6 +25,14 @@ function M.options(fn, arg, valid, defaults)
   return opts
 end
 
+-- a constructor's stray arguments are an error: n is select("#", ...)
+-- after the one argument it takes
+function M.no_extra(fn, n)
+  if n > 0 then
+    nn._fail("%s: takes one argument (num_classes or an options table), got %d more", fn, n)
+  end
+end
+
 -- torch.nn.init on a parameter, in place (no gradient recorded)
 local function set(t, value)
   farol.no_grad(function() t:copy_(value) end)

@@ -59,8 +59,9 @@ local DenseNet = nn.Module:extend("DenseNet")
 local VALID = {"growth_rate", "block_config", "num_init_features", "bn_size", "drop_rate", "num_classes",
                "memory_efficient"}
 
-function DenseNet:init(arg)
+function DenseNet:init(arg, ...)
   local fn = "models.DenseNet"
+  common.no_extra(fn, select("#", ...))
   local o = common.options(fn, arg, VALID, {growth_rate = 32, block_config = {6, 12, 24, 16},
     num_init_features = 64, bn_size = 4, drop_rate = 0, num_classes = 1000, memory_efficient = false})
   for _, k in ipairs({"growth_rate", "num_init_features", "bn_size"}) do nn._check_int(fn, k, o[k]) end
@@ -109,7 +110,8 @@ end
 -- num_init_features; arg: num_classes or {num_classes, bn_size, drop_rate,
 -- memory_efficient}
 local function variant(name, growth_rate, block_config, num_init_features)
-  return function(arg)
+  return function(arg, ...)
+    common.no_extra("models." .. name, select("#", ...))
     local o = common.options("models." .. name, arg, {"num_classes", "bn_size", "drop_rate", "memory_efficient"},
                              {num_classes = 1000})
     o.growth_rate, o.block_config, o.num_init_features = growth_rate, block_config, num_init_features

@@ -47,8 +47,9 @@ local DEFAULT_SETTING = {
   {1, 16, 1, 1}, {6, 24, 2, 2}, {6, 32, 3, 2}, {6, 64, 4, 2}, {6, 96, 3, 1}, {6, 160, 3, 2}, {6, 320, 1, 1},
 }
 
-function MobileNetV2:init(arg)
+function MobileNetV2:init(arg, ...)
   local fn = "models.mobilenet_v2"
+  common.no_extra(fn, select("#", ...))
   local o = common.options(fn, arg, {"num_classes", "width_mult", "inverted_residual_setting", "round_nearest",
                                      "dropout"},
                            {num_classes = 1000, width_mult = 1.0, round_nearest = 8, dropout = 0.2,

@@ -61,7 +61,10 @@ function ResNet:forward(x)
 end
 
 -- resnet18([num_classes = 1000]) or resnet18{num_classes = n}
-return function(arg)
+return function(arg, ...)
+  if select("#", ...) > 0 then
+    nn._fail("models.resnet18: takes one argument (num_classes or an options table), got %d more", select("#", ...))
+  end
   local num_classes = arg
   if type(arg) == "table" then
     farol.check_options(arg, "models.resnet18", {"num_classes"})

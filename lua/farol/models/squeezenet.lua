@@ -29,8 +29,9 @@ local function pool() return nn.MaxPool2d(3, {stride = 2, ceil_mode = true}) end
 
 -- SqueezeNet(version, [num_classes | {num_classes = 1000, dropout = 0.5}]),
 -- version "1_0" or "1_1"
-function SqueezeNet:init(version, arg)
+function SqueezeNet:init(version, arg, ...)
   local fn = "models.SqueezeNet"
+  common.no_extra(fn, select("#", ...))
   local o = common.options(fn, arg, {"num_classes", "dropout"}, {num_classes = 1000, dropout = 0.5})
   if version == "1_0" then
     self.features = nn.Sequential(nn.Conv2d(3, 96, 7, {stride = 2}), nn.ReLU(), pool(),
@@ -63,6 +64,12 @@ end
 
 return {
   SqueezeNet = SqueezeNet,
-  squeezenet1_0 = function(arg) return SqueezeNet("1_0", arg) end,
-  squeezenet1_1 = function(arg) return SqueezeNet("1_1", arg) end,
+  squeezenet1_0 = function(arg, ...)
+    common.no_extra("models.squeezenet1_0", select("#", ...))
+    return SqueezeNet("1_0", arg)
+  end,
+  squeezenet1_1 = function(arg, ...)
+    common.no_extra("models.squeezenet1_1", select("#", ...))
+    return SqueezeNet("1_1", arg)
+  end,
 }

@@ -24,8 +24,9 @@ end
 
 -- VGG(features [, num_classes | {num_classes = 1000, init_weights = true,
 -- dropout = 0.5, width = 4096}])
-function VGG:init(features, arg)
+function VGG:init(features, arg, ...)
   local fn = "models.VGG"
+  common.no_extra(fn, select("#", ...))
   if not nn.is_module(features) then nn._fail("%s: features must be a module, got %s", fn, type(features)) end
   local o = common.options(fn, arg, {"num_classes", "init_weights", "dropout", "width"},
                            {num_classes = 1000, init_weights = true, dropout = 0.5, width = 4096})
@@ -85,7 +86,8 @@ for depth, cfg in pairs({[11] = "A", [13] = "B", [16] = "D", [19] = "E"}) do
   -- torchvision's vggNN(**kwargs): num_classes, init_weights, dropout
   for _, bn in ipairs({false, true}) do
     local name = "vgg" .. depth .. (bn and "_bn" or "")
-    M[name] = function(arg)
+    M[name] = function(arg, ...)
+      common.no_extra("models." .. name, select("#", ...))
       farol.check_options(type(arg) == "table" and arg or nil, "models." .. name,
                           {"num_classes", "init_weights", "dropout"})
       return VGG(make_layers(cfgs[cfg], bn), arg)
