@@ -99,6 +99,9 @@ local function output_size(fn, h, w, size)
     return check_size(fn, size[1], "size[1]"), check_size(fn, size[2], "size[2]")
   end
   check_size(fn, size, "size")
+  if h == 0 or w == 0 then  -- the other side would be size * w / 0
+    error(string.format("farol: %s: the image is empty (%d x %d); a size of one side needs both", fn, h, w), 3)
+  end
   if h <= w then return size, math.max(1, math.floor(size * w / h)) end
   return math.max(1, math.floor(size * h / w)), size
 end

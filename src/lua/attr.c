@@ -56,7 +56,9 @@ static void parse_target(lua_State *L, const char *m, int idx, farol_target *tg)
     }
     tensor_box *box = farol_lua_test_box(L, idx);
     if (box && !box->t) farol_error(L, "farol: %s: the target tensor was freed", m);
-    farol_tensor *t = box ? box->t : NULL;
+    /* anchored: the index storage below is a Lua allocation, which can run
+     * a finalizer that frees the target tensor */
+    farol_tensor *t = box ? farol_lua_anchor_tensor(L, box->t) : NULL;
     if (t) {
         int64_t n = farol_numel(t);
         if (t->ndim > 1)
@@ -233,6 +235,10 @@ static farol_tensor **hold_inputs(lua_State *L, const char *m, int idx, lua_Inte
     farol_tensor **xs = farol_lua_push_hold(L, *n_in, MAX_INPUTS, m, "the inputs array");
     for (int i = 0; i < *n_in; i++) {
         if (*single) {
+            /* fetched again: making the hold ran the GC, whose finalizers
+             * may have freed it */
+            box = test_box(L, idx);
+            if (!box->t) farol_error(L, "farol: %s: the input was freed", m);
             xs[i] = farol_retain(box->t);
             continue;
         }

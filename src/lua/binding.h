@@ -46,6 +46,12 @@ farol_tensor **farol_lua_push_hold(lua_State *L, lua_Integer n, lua_Integer max,
 /* releases the hold's tensors now (it stays valid and empty) */
 void farol_lua_hold_release(farol_tensor **slots);
 
+/* Any Lua allocation can run the GC, and so a finalizer (Lua code) that
+ * frees the tensor of a box.  A function that reads a tensor after making
+ * Lua objects anchors it first: a private box on the stack holding its own
+ * reference.  Returns t. */
+farol_tensor *farol_lua_anchor_tensor(lua_State *L, farol_tensor *t);
+
 /* raises the pending C error */
 int farol_lua_raise_error(lua_State *L);
 /* raises a formatted message as is: farol's messages start with "farol:",

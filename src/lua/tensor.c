@@ -160,6 +160,11 @@ farol_tensor *farol_lua_to_tensor_arg(lua_State *L, int i, const farol_tensor *l
     return NULL;
 }
 
+farol_tensor *farol_lua_anchor_tensor(lua_State *L, farol_tensor *t) {
+    push_tensor(L, farol_retain(t));
+    return t;
+}
+
 /* __gc, __close and x:free(): idempotent */
 static int box_gc(lua_State *L) {
     tensor_box *b = check_box(L, 1);
@@ -544,9 +549,14 @@ static int l_eye(lua_State *L) {
 /* ---- inspection ---- */
 
 static void push_shape(lua_State *L, const farol_tensor *t) {
-    lua_createtable(L, t->ndim, 0);
-    for (int i = 0; i < t->ndim; i++) {
-        lua_pushinteger(L, t->shape[i]);
+    /* copied first: making the table can run the GC, and a finalizer may
+     * free t */
+    int n = t->ndim;
+    int64_t shape[FAROL_MAX_DIMS];
+    memcpy(shape, t->shape, (size_t)n * sizeof *shape);
+    lua_createtable(L, n, 0);
+    for (int i = 0; i < n; i++) {
+        lua_pushinteger(L, shape[i]);
         lua_rawseti(L, -2, i + 1);
     }
 }
@@ -597,7 +607,7 @@ static void push_table(lua_State *L, const farol_tensor *t, int dim, int64_t *id
 
 static int m_totable(lua_State *L) {
     int64_t idx[FAROL_MAX_DIMS] = {0};
-    push_table(L, farol_lua_check_tensor(L, 1), 0, idx);
+    push_table(L, farol_lua_anchor_tensor(L, farol_lua_check_tensor(L, 1)), 0, idx);
     return 1;
 }
 

@@ -429,20 +429,20 @@ local function activation(name, op, params, inplace, defaults)
   end)
 end
 
-activation("ReLU", function(_, x) return x:relu() end, nil, true)
-activation("Sigmoid", function(_, x) return x:sigmoid() end)
-activation("Tanh", function(_, x) return x:tanh() end)
-activation("SiLU", function(_, x) return x:silu() end, nil, true)
-activation("ReLU6", function(_, x) return x:relu6() end, nil, true)
-activation("Hardswish", function(_, x) return x:hardswish() end, nil, true)
-activation("Hardsigmoid", function(_, x) return x:hardsigmoid() end, nil, true)
+activation("ReLU", function(_, x) return farol.relu(x) end, nil, true)
+activation("Sigmoid", function(_, x) return farol.sigmoid(x) end)
+activation("Tanh", function(_, x) return farol.tanh(x) end)
+activation("SiLU", function(_, x) return farol.silu(x) end, nil, true)
+activation("ReLU6", function(_, x) return farol.relu6(x) end, nil, true)
+activation("Hardswish", function(_, x) return farol.hardswish(x) end, nil, true)
+activation("Hardsigmoid", function(_, x) return farol.hardsigmoid(x) end, nil, true)
 activation("LeakyReLU", function(self, x) return farol.leaky_relu(x, self.negative_slope) end,
            {"negative_slope"}, true, {negative_slope = 0.01})
 activation("ELU", function(self, x) return farol.elu(x, self.alpha) end, {"alpha"}, true, {alpha = 1.0})
 simple("Identity", function(_, x) return x end)  -- PyTorch's Identity ignores its arguments too
 
 -- GELU([approximate = "none"]): the exact (erf) form only
-simple("GELU", one_input("GELU", function(_, x) return x:gelu() end), function(self, approximate, ...)
+simple("GELU", one_input("GELU", function(_, x) return farol.gelu(x) end), function(self, approximate, ...)
   if select("#", ...) > 0 then fail("nn.GELU: takes at most 1 argument (approximate), got %d", 1 + select("#", ...)) end
   if approximate ~= nil and approximate ~= "none" then
     fail("nn.GELU: approximate must be \"none\" (farol has the exact form only), got %s", tostring(approximate))

@@ -236,8 +236,10 @@ return function(nn)
       local shape = {}
       if math.type(normalized_shape) == "integer" then
         shape[1] = normalized_shape
-      elseif type(normalized_shape) == "table" and #normalized_shape > 0 then
-        for i, s in ipairs(normalized_shape) do shape[i] = s end
+      elseif type(normalized_shape) == "table" and not farol.is_tensor(normalized_shape)
+             and rawlen(normalized_shape) > 0 then
+        -- raw, as farol reads every argument array: metamethods have no say
+        for i = 1, rawlen(normalized_shape) do shape[i] = rawget(normalized_shape, i) end
       else
         fail("%s: normalized_shape must be an integer or an array of integers, got %s", fn,
              tostring(normalized_shape))
