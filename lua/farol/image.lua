@@ -99,9 +99,6 @@ local function output_size(fn, h, w, size)
     return check_size(fn, size[1], "size[1]"), check_size(fn, size[2], "size[2]")
   end
   check_size(fn, size, "size")
-  if h == 0 or w == 0 then  -- the other side would be size * w / 0
-    error(string.format("farol: %s: the image is empty (%d x %d); a size of one side needs both", fn, h, w), 3)
-  end
   if h <= w then return size, math.max(1, math.floor(size * w / h)) end
   return math.max(1, math.floor(size * h / w)), size
 end
@@ -111,6 +108,9 @@ end
 function image.resize(t, size, opts, ...)
   if select("#", ...) > 0 then error("farol: image.resize: at most 3 arguments (image, size, options)", 2) end
   local h, w = check_image("image.resize", t, true)
+  if h == 0 or w == 0 then  -- no pixels to interpolate from (and size * w / h would divide by 0)
+    error(string.format("farol: image.resize: the image is empty (%d x %d)", h, w), 2)
+  end
   opts = check_options("image.resize", opts, {interpolation = true, antialias = true})
   local mode = opts.interpolation or "bilinear"
   if mode ~= "bilinear" and mode ~= "nearest" then

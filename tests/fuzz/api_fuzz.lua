@@ -145,7 +145,21 @@ local gens = {
   function(d) return coroutine.create(function() end) end,
 }
 
-gen = function(depth) return gens[R(#gens)](depth or 0) end
+-- milder values, so that calls get past the first checks and into the ops
+local mild = {
+  function() return some_tensor() end,
+  function() return some_tensor() end,
+  function() return pick({1, 2, 3, -1}) end,
+  function() return nil end,
+  function() return pick({"float32", "float64", "int64"}) end,
+  function() return {1, 2} end,
+  function() return {some_tensor(), some_tensor()} end,
+}
+local mild_call = false
+gen = function(depth)
+  if mild_call then return mild[R(#mild)]() end
+  return gens[R(#gens)](depth or 0)
+end
 
 -- ---- what is called ----
 
@@ -178,16 +192,36 @@ end
 for k, v in pairs(farol.viz or {}) do
   if type(v) == "function" and k ~= "save" and public(k) then add("viz." .. k, v) end
 end
--- Saliency with a forward from the pool, its attribute with hostile arguments
-add("Saliency:attribute", function(...)
-  local s = farol.Saliency(forward_fn())
-  return s:attribute(...)
-end)
 -- modules built legally, then called with hostile inputs
 local modules = {
   farol.nn.Linear(3, 2), farol.nn.Conv2d(2, 3, 3), farol.nn.Sequential(farol.nn.ReLU()),
   farol.nn.LayerNorm(3), farol.nn.Embedding(5, 2), farol.nn.BatchNorm2d(2),
 }
+-- attribution methods (farol.Saliency, farol.IntegratedGradients, ...):
+-- built with a forward from the pool or a module (NoiseTunnel around one of
+-- them, layer methods with one of a Sequential's layers), then attribute
+-- with hostile arguments
+local seq = farol.nn.Sequential(farol.nn.Linear(3, 4), farol.nn.ReLU(), farol.nn.Linear(4, 2))
+local function build(name)
+  local ctor = farol[name]
+  local ok, m
+  if name == "NoiseTunnel" then
+    ok, m = pcall(ctor, farol.Saliency(forward_fn()))
+  elseif name:match("^Layer") or name == "GuidedGradCam" then
+    ok, m = pcall(ctor, seq, seq[pick({1, 2, 3})])
+  else
+    ok, m = pcall(ctor, R() < 0.5 and forward_fn() or seq)
+  end
+  return ok and type(m) == "table" and m or nil
+end
+for k, v in pairs(farol) do
+  if type(v) == "function" and k:match("^%u") then
+    add(k .. ":attribute", function(...)
+      local m = build(k)
+      if m then return m:attribute(...) end
+    end)
+  end
+end
 add("module()", function(...) return pick(modules)(...) end)
 add("module:load_state_dict", function(...) return pick(modules):load_state_dict(...) end)
 table.sort(targets, function(a, b) return a.name < b.name end)
@@ -235,6 +269,7 @@ while os.clock() < deadline do
       setmetatable({}, {__gc = function() victim:free() end})
     end
     local t = targets[R(#targets)]
+    mild_call = R() < 0.4
     local n = R(0, 4)
     local args = {}
     for i = 1, n do args[i] = gen() end

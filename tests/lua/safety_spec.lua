@@ -258,3 +258,47 @@ describe("the REPL", function()
     assert.equal("3000\n", out)
   end)
 end)
+
+describe("what the API fuzzer found", function()
+  it("nn activations given a non-tensor raise a type error, not an index error", function()
+    for _, name in ipairs({"ReLU", "Sigmoid", "Tanh", "GELU", "SiLU", "ReLU6", "Hardswish", "Hardsigmoid"}) do
+      errors_with("bad argument #1 to '[%w_.]+' %(farol.Tensor expected, got nil%)", farol.nn[name]())
+    end
+  end)
+
+  it("nn.LayerNorm reads its shape raw (an endless __index does not hang it)", function()
+    local shape = setmetatable({3}, {__index = function() return 1 end})
+    local m = farol.nn.LayerNorm(shape)
+    assert.same({3}, m.weight:size())
+  end)
+
+  it("image.resize refuses an empty image", function()
+    errors_with("farol: image.resize: the image is empty (0 x 4)", farol.image.resize, farol.zeros(2, 0, 4), 2)
+    errors_with("farol: image.resize: the image is empty (0 x 4)", farol.image.resize, farol.zeros(2, 0, 4), {2, 2})
+  end)
+
+  -- with the GC collecting at nearly every allocation, a finalizer frees the
+  -- tensor while totable, size and Saliency build their results
+  it("totable, size and a Saliency target survive finalizers that free their tensor", function()
+    collectgarbage("incremental", 0, 1000, 0)
+    local ok, err = pcall(function()
+      for _ = 1, 100 do
+        local x = farol.randn(300, 2)  -- 301 tables made: the finalizer runs among them
+        setmetatable({}, {__gc = function() x:free() end})
+        local ok1, e1 = pcall(x.totable, x)
+        assert(ok1 or tostring(e1):find("^farol: "), tostring(e1))
+        local y = farol.randn(2, 3)
+        setmetatable({}, {__gc = function() y:free() end})
+        local ok2, e2 = pcall(y.size, y)
+        assert(ok2 or tostring(e2):find("^farol: "), tostring(e2))
+        local tg = farol.tensor({1, 2}, "int64")
+        setmetatable({}, {__gc = function() tg:free() end})
+        local sal = farol.Saliency(function(v) return v * 2 end)
+        local ok3, e3 = pcall(sal.attribute, sal, farol.randn(2, 3), tg)
+        assert(ok3 or tostring(e3):find("^farol: "), tostring(e3))
+      end
+    end)
+    collectgarbage("incremental", 200, 100, 13)
+    assert(ok, tostring(err))
+  end)
+end)
