@@ -114,7 +114,9 @@ farol_tensor *farol_record_op(farol_op op, const farol_op_desc *desc, farol_tens
  * checking its arguments as usual, with
  *   if (farol_shape_empty(nd, shape)) return farol_record_empty(FAROL_OP_X, nd, shape, dt, k, ins);
  * recorded without saved tensors or parameters: the tape never runs the
- * backward of an output with no element (every input's gradient is zeros). */
+ * backward of an output with no element (every input's gradient is zeros),
+ * nor asks a backward for the gradient of an input with no element.
+ * farol_record_empty lives in the ops layer (ops/optable.c). */
 bool farol_shape_empty(int ndim, const int64_t *shape);
 farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
                                  farol_tensor *const *inputs);

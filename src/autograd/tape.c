@@ -204,11 +204,6 @@ bool farol_shape_empty(int ndim, const int64_t *shape) {
     return false;
 }
 
-farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
-                                 farol_tensor *const *inputs) {
-    return farol_record(op, farol_empty(ndim, shape, dt), n, inputs, FAROL_NO_SAVE, NULL);
-}
-
 farol_tensor *farol_saved(farol_node *n, int k) {
     farol_tensor *t = n->saved[k];
     if (t && t->storage->version != n->saved_version[k]) {

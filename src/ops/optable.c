@@ -23,3 +23,10 @@ const farol_op_desc farol_ops[] = {FAROL_OP_LIST(FAROL_X_ROW)};
 
 static_assert(sizeof farol_ops / sizeof farol_ops[0] == FAROL_OP_COUNT,
               "the op table has exactly one row per op of the list");
+
+/* an op's empty result (see internal.h), here so the tape need not read the
+ * op table */
+farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
+                                 farol_tensor *const *inputs) {
+    return farol_record(op, farol_empty(ndim, shape, dt), n, inputs, FAROL_NO_SAVE, NULL);
+}
