@@ -177,3 +177,28 @@ describe("activation modules", function()
     H.close(x:hardswish(), x * nn.Hardsigmoid()(x), 1e-6, 1e-6)
   end)
 end)
+
+describe("stray arguments", function()
+  it("are refused by constructors and forwards with fixed parameters, naming them", function()
+    H.fails(function() nn.Linear(3, 4, {}, 5) end,
+            "farol: nn.Linear: the constructor takes at most 3 arguments (in_features, out_features, opts), got 4")()
+    H.fails(function() nn.Conv2d(1, 1, 3)(farol.ones(1, 1, 4, 4), true) end,
+            "farol: nn.Conv2d: forward takes at most 1 argument (x), got 2")()
+    H.fails(function() nn.Dropout(0.5, 1) end, "farol: nn.Dropout: inplace must be a boolean, got number")()
+    local Net = nn.Module:extend("Net")
+    function Net:init(n) self.fc = nn.Linear(n, 2) end
+    function Net:forward(x) return self.fc(x) end
+    H.fails(function() Net(3, 4) end, "farol: Net: the constructor takes at most 1 argument (n), got 2")()
+    H.fails(function() Net(3)(farol.ones(1, 3), farol.ones(1)) end,
+            "farol: Net: forward takes at most 1 argument (x), got 2")()
+  end)
+
+  it("count trailing nils as absent and leave vararg functions alone", function()
+    assert.are.same({1, 2}, nn.Linear(3, 2, nil)(farol.ones(1, 3), nil, nil).shape)
+    local V = nn.Module:extend("V")
+    function V:forward(...) return select("#", ...) end
+    assert.are.equal(3, V()(1, 2, 3))
+    assert.are.equal(3, nn.Sequential(V())(1, 2, 3))  -- extra arguments go to the first child
+    assert.is_not_nil(nn.Dropout(0.1, true))
+  end)
+end)

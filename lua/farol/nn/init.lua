@@ -39,6 +39,42 @@ local function track(self, k, v)
   rawset(self, k, v)
 end
 
+-- Stray arguments: a constructor (init) or forward with fixed parameters
+-- refuses more arguments than it names, listing the names (a vararg
+-- function takes anything).  The parameter names are read once per function.
+local fixed_params = setmetatable({}, {__mode = "k"})
+
+local function params_of(f)
+  local names = fixed_params[f]
+  if names == nil then
+    local info = debug.getinfo(f, "Su")
+    names = false
+    if info.what == "Lua" and not info.isvararg then
+      names = {}
+      for i = 2, info.nparams do names[#names + 1] = debug.getlocal(f, i) end
+    end
+    fixed_params[f] = names
+  end
+  return names
+end
+
+-- ...: the arguments after self; trailing nils count as absent, as in Lua
+local function check_arity(obj, what, f, ...)
+  if type(f) ~= "function" then return end
+  local names = params_of(f)
+  local n = select("#", ...)
+  if names and n > #names then
+    while n > #names and select(n, ...) == nil do n = n - 1 end
+  end
+  if names and n > #names then
+    local cname = getmetatable(obj).__name or "Module"
+    if rawget(nn, cname) == getmetatable(obj) then cname = "nn." .. cname end
+    if #names == 0 then fail("%s: %s takes no arguments, got %d", cname, what, n) end
+    fail("%s: %s takes at most %d argument%s (%s), got %d", cname, what, #names, #names == 1 and "" or "s",
+         table.concat(names, ", "), n)
+  end
+end
+
 local function new_instance(class, t)
   local self = t or {}
   rawset(self, "_children", true)
@@ -72,7 +108,10 @@ function Module:extend(name)
   class.super = self
   return setmetatable(class, {__index = self, __call = function(cls, ...)
     local obj = new_instance(cls)
-    if cls.init then cls.init(obj, ...) end
+    if cls.init then
+      check_arity(obj, "the constructor", cls.init, ...)
+      cls.init(obj, ...)
+    end
     return obj
   end})
 end
@@ -82,6 +121,7 @@ Module.__newindex = track
 Module.__call = function(self, ...)
   local forward = self.forward
   if not forward then fail("%s has no forward method", self.__name or "module") end
+  check_arity(self, "forward", forward, ...)
   local hooks = rawget(self, "_forward_hooks")
   if not hooks or #hooks._order == 0 then return forward(self, ...) end
   -- as PyTorch: hook(module, inputs, output) after the forward; a value it

@@ -269,9 +269,12 @@ return function(nn)
   -- -------------------------------------------------------------- Dropout
 
   simple("Dropout", function(self, x) return farol.dropout(x, self.p, self.training) end,
-    function(self, p)
+    function(self, p, inplace)  -- inplace: PyTorch's flag, no effect on results
       if p == nil then p = 0.5 end
       check_prob("nn.Dropout", p)
+      if inplace ~= nil and type(inplace) ~= "boolean" then
+        fail("nn.Dropout: inplace must be a boolean, got %s", type(inplace))
+      end
       self.p = p
     end)
 end
