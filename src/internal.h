@@ -118,11 +118,8 @@ farol_tensor *farol_record_op(farol_op op, const farol_op_desc *desc, farol_tens
  * nor asks a backward for the gradient of an input with no element.
  * farol_record_empty lives in the ops layer (ops/optable.c). */
 bool farol_shape_empty(int ndim, const int64_t *shape);
-/* inline, so that the op's row of farol_ops is named in the ops layer */
-static inline farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape,
-                                               farol_dtype dt, int n, farol_tensor *const *inputs) {
-    return farol_record(op, farol_empty(ndim, shape, dt), n, inputs, FAROL_NO_SAVE, NULL);
-}
+farol_tensor *farol_record_empty(farol_op op, int ndim, const int64_t *shape, farol_dtype dt, int n,
+                                 farol_tensor *const *inputs);
 
 /* saved tensor k, checked against in-place modification since it was saved */
 farol_tensor *farol_saved(farol_node *n, int k);
