@@ -87,9 +87,9 @@ static void set_str(lua_State *L, const char *key, const char *v) {
 static int l_config(lua_State *L) {
     int top = lua_gettop(L);
     if (top > 1) return farol_error(L, "farol: config: takes at most one argument (an options table), got %d", top);
-    if (top == 1) {
-        static const char *const valid[] = {"fast_conv", "winograd", "adaptive_threads", NULL};
-        farol_lua_check_options(L, 1, "config", valid);
+    static const char *const valid[] = {"fast_conv", "winograd", "adaptive_threads", NULL};
+    /* (check_options returns 0 for nil: farol.config(nil) is farol.config()) */
+    if (top == 1 && farol_lua_check_options(L, 1, "config", valid) != 0) {
         /* check every value before changing anything */
         for (int pass = 0; pass < 2; pass++) {
             lua_pushnil(L);

@@ -167,7 +167,7 @@ local targets = {}
 local function add(name, f) targets[#targets + 1] = {name = name, f = f} end
 
 local skip = {set_num_threads = true, save = true, _image_save = true, _listdir = true,
-              load = false, models = true, clock = true}
+              models = true, clock = true, help = true}  -- help prints the manual
 -- (functions named _x are internal, but for farol._saliency, which Lua can reach)
 local function public(k) return k:sub(1, 1) ~= "_" or k == "_saliency" end
 for k, v in pairs(farol) do
@@ -188,6 +188,11 @@ for k, v in pairs(farol.nn.functional or {}) do
 end
 for k, v in pairs(farol.image or {}) do
   if type(v) == "function" and k ~= "save" and k ~= "load" and public(k) then add("image." .. k, v) end
+end
+for k, v in pairs(farol.dataset or {}) do  -- (not the ones that read files or run jobs)
+  if type(v) == "function" and k ~= "load" and k ~= "open" and k ~= "run" and public(k) then
+    add("dataset." .. k, v)
+  end
 end
 for k, v in pairs(farol.viz or {}) do
   if type(v) == "function" and k ~= "save" and public(k) then add("viz." .. k, v) end

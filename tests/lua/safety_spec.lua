@@ -272,6 +272,11 @@ describe("what the API fuzzer found", function()
     assert.same({3}, m.weight:size())
   end)
 
+  it("farol.config(nil) is farol.config()", function()
+    assert.is_table(farol.config(nil))
+    errors_with("farol: config: options must be a table, got number", farol.config, 1)
+  end)
+
   it("image.resize refuses an empty image", function()
     errors_with("farol: image.resize: the image is empty (0 x 4)", farol.image.resize, farol.zeros(2, 0, 4), 2)
     errors_with("farol: image.resize: the image is empty (0 x 4)", farol.image.resize, farol.zeros(2, 0, 4), {2, 2})
