@@ -66,10 +66,10 @@ local function write_atomic(path, text)
   if not ok then fail("run", "cannot rename %s (%s)", tmp, rerr) end
 end
 
+-- renaming a path onto itself succeeds when it exists; unlike io.open it
+-- cannot block on a FIFO
 local function exists(path)
-  local f = io.open(path, "rb")
-  if f then f:close() end
-  return f ~= nil
+  return os.rename(path, path) ~= nil
 end
 
 local IMAGE_EXT = {png = true, jpg = true, jpeg = true}

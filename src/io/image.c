@@ -15,7 +15,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <stb_image.h>
 #include <stb_image_write.h>
@@ -37,24 +36,20 @@ static void image_error(const char *fn, const char *path, const char *fmt, ...) 
 
 /* the file's bytes (malloc'd) or NULL with the error set */
 static unsigned char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
+    char why[160];
+    uint64_t size = 0;
+    FILE *f = farol_open_regular(path, why, sizeof why, &size);  /* a FIFO must not block */
     if (!f) {
-        image_error("load", path, "cannot open (%s)", strerror(errno));
+        image_error("load", path, "%s", why);
         return NULL;
     }
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0 || !S_ISREG(st.st_mode)) {
-        image_error("load", path, "not a regular file");
+    if (size > IMAGE_MAX_FILE) {
+        image_error("load", path, "file of %llu bytes, more than the limit of %zu",
+                    (unsigned long long)size, IMAGE_MAX_FILE);
         fclose(f);
         return NULL;
     }
-    if ((size_t)st.st_size > IMAGE_MAX_FILE) {
-        image_error("load", path, "file of %lld bytes, more than the limit of %zu",
-                    (long long)st.st_size, IMAGE_MAX_FILE);
-        fclose(f);
-        return NULL;
-    }
-    size_t n = (size_t)st.st_size;
+    size_t n = (size_t)size;
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
         image_error("load", path, "out of memory reading %zu bytes", n);

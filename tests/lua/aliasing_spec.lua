@@ -101,6 +101,13 @@ describe("farol.load of files that are not regular", function()
     end
   end)
 
+  it("refuses a FIFO as an image too", function()
+    local path = dir .. "/fifo.png"
+    assert(os.execute("mkfifo '" .. path .. "'"), "mkfifo failed")
+    H.fails(function() return farol.image.load(path) end,
+            "farol: image.load: " .. path .. ": not a regular file (a FIFO)")()
+  end)
+
   it("refuses a directory and a device", function()
     H.fails(function() return farol.load(dir) end, "farol: load: " .. dir .. ": not a regular file (a directory)")()
     H.fails(function() return farol.load("/dev/null") end, "not a regular file (a device)")()
