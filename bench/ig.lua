@@ -1,7 +1,9 @@
 -- Integrated Gradients against Saliency on a benchmark model, as users call
 -- them:
 --   build/farol bench/ig.lua [--model cnn] [--threads N] [--repeats K] [--methods 1]
--- prints one line for IG (n_steps 50, internal_batch_size 64):
+-- prints one line for IG (n_steps 50, internal_batch_size 64; ig_over_saliency
+-- the median over repeats of IG's time over the mean of a Saliency call just
+-- before and just after it):
 --   bench ig model=cnn threads=N saliency_ms=.. ig_ms=.. ig_over_saliency=.. forward_rows=..
 -- With --methods 1, one more line per method of the gradient family with its
 -- time and its multiple of one Saliency call (medians of K calls, K = 3
@@ -51,14 +53,36 @@ local counted = function(...)
 end
 
 local sal = farol.Saliency(model)
-local saliency_ms = median_ms(function() return sal:attribute(x, {target = target, additional_forward_args = extra}) end)
+local sal_opts = {target = target, additional_forward_args = extra}
 local ig = farol.IntegratedGradients(counted)
 local ig_opts = {target = target, additional_forward_args = extra, n_steps = 50, internal_batch_size = 64}
-local ig_ms = median_ms(function() return ig:attribute(x, ig_opts) end)
+-- on a shared machine the load drifts: each repeat times Saliency just
+-- before and after IG, and the ratio is the median of the per-repeat ratios
+local function timed(fn)
+  local t0 = farol.clock()
+  fn()
+  return (farol.clock() - t0) * 1e3
+end
+sal:attribute(x, sal_opts)
 rows = 0
 ig:attribute(x, ig_opts)
+local ig_rows = rows
+local ratios, sal_t, ig_t = {}, {}, {}
+for k = 1, repeats do
+  local s1 = timed(function() sal:attribute(x, sal_opts) end)
+  ig_t[k] = timed(function() ig:attribute(x, ig_opts) end)
+  local s2 = timed(function() sal:attribute(x, sal_opts) end)
+  sal_t[k] = (s1 + s2) / 2
+  ratios[k] = ig_t[k] / sal_t[k]
+end
+local function median(t)
+  table.sort(t)
+  local n = #t
+  return n % 2 == 1 and t[(n + 1) // 2] or (t[n // 2] + t[n // 2 + 1]) / 2
+end
+local saliency_ms = median(sal_t)
 print(string.format("bench ig model=%s threads=%d saliency_ms=%.1f ig_ms=%.1f ig_over_saliency=%.1f "
-  .. "forward_rows=%d", name, farol.get_num_threads(), saliency_ms, ig_ms, ig_ms / saliency_ms, rows))
+  .. "forward_rows=%d", name, farol.get_num_threads(), saliency_ms, median(ig_t), median(ratios), ig_rows))
 
 if opts.methods ~= "1" then return end
 
