@@ -62,6 +62,7 @@ describe("farol.config", function()
 
   it("refuses bad options", function()
     assert.has_error(function() farol.config(1) end, "farol: config: options must be a table, got number")
+    assert.are.equal("table", type(farol.config(nil)))  -- nil: no options, as no argument
     assert.has_error(function() farol.config({}, 2) end,
                      "farol: config: takes at most one argument (an options table), got 2")
     assert.has_error(function() farol.config{fast = true} end,
