@@ -168,10 +168,12 @@ local function add(name, f) targets[#targets + 1] = {name = name, f = f} end
 
 local skip = {set_num_threads = true, save = true, _image_save = true, _listdir = true,
               models = true, clock = true, help = true}  -- help prints the manual
--- (functions named _x are internal, but for farol._saliency, which Lua can reach)
-local function public(k) return k:sub(1, 1) ~= "_" or k == "_saliency" end
+-- functions named _x are internal helpers of farol's Lua half, but Lua code
+-- can reach those of the farol table: they are fuzzed too
+local function public(k) return k:sub(1, 1) ~= "_" end
+local function reachable(k) return public(k) or not k:find("save") end
 for k, v in pairs(farol) do
-  if type(v) == "function" and not skip[k] and public(k) then add("farol." .. k, v) end
+  if type(v) == "function" and not skip[k] and reachable(k) then add("farol." .. k, v) end
 end
 local tmt = debug.getmetatable(farol.ones(1))
 local _, methods = debug.getupvalue(tmt.__index, 1)
