@@ -357,7 +357,7 @@ static int l_attr_target(lua_State *L) {
                            luaL_typename(L, 2));
     lua_Integer k = (lua_Integer)lua_rawlen(L, 2);
     if (k < 1) return farol_error(L, "farol: %s: targets is empty", m);
-    if (n < 0 || k > ((lua_Integer)1 << 40) / (n + 1) / FAROL_MAX_DIMS)
+    if (n < 0 || n > ((lua_Integer)1 << 40) || k > ((lua_Integer)1 << 40) / (n + 1) / FAROL_MAX_DIMS)
         return farol_error(L, "farol: %s: targets has %lld entries, too many", m, (long long)k);
     farol_target all = {FAROL_TARGET_PER_EXAMPLE, 0, k * n, NULL, false};
     attr_target *t = NULL;

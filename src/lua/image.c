@@ -31,11 +31,36 @@ static int by_name(const void *a, const void *b) {
     return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
+/* magic: the metatable is reachable through the debug library */
+#define DIR_MAGIC 0x6661724469722121ULL
+typedef struct {
+    uint64_t magic;
+    DIR *d;
+} dir_box;
+
+static int dir_gc(lua_State *L) {
+    dir_box *b = lua_touserdata(L, 1);
+    if (b && lua_rawlen(L, 1) == sizeof *b && b->magic == DIR_MAGIC && b->d) {
+        closedir(b->d);
+        b->d = NULL;
+    }
+    return 0;
+}
+
 /* farol._listdir(path) -> sorted array of entry names (no "." or ".."), or
  * nil and a message */
 static int l_listdir(lua_State *L) {
     const char *path = luaL_checkstring(L, 1);
-    DIR *d = opendir(path);
+    /* the DIR lives in a userdata whose __gc closes it: running out of Lua
+     * memory below must not leak the descriptor */
+    dir_box *dp = lua_newuserdatauv(L, sizeof *dp, 0);
+    *dp = (dir_box){DIR_MAGIC, NULL};
+    if (luaL_newmetatable(L, "farol.dir")) {
+        lua_pushcfunction(L, dir_gc);
+        lua_setfield(L, -2, "__gc");
+    }
+    lua_setmetatable(L, -2);
+    DIR *d = dp->d = opendir(path);
     if (!d) {
         lua_pushnil(L);
         lua_pushstring(L, strerror(errno));
@@ -51,6 +76,7 @@ static int l_listdir(lua_State *L) {
         lua_rawseti(L, -2, ++n);
     }
     closedir(d);
+    dp->d = NULL;
     const char **names = lua_newuserdatauv(L, (size_t)(n + 1) * sizeof *names, 0);
     for (int i = 0; i < n; i++) {
         lua_rawgeti(L, -2, i + 1);

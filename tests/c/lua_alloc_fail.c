@@ -85,6 +85,7 @@ static const scenario scenarios[] = {
      "return X:view(6, 4), X:permute(3, 1, 2), X:expand(2, 2, 3, 4), X[1], X:narrow(2, 1, 2)"},
     {"conv_pool", "X = farol.randn(1, 2, 6, 6); W = farol.randn(3, 2, 3, 3)",
      "local y = farol.conv2d(X, W, nil, {padding = 1}); return farol.max_pool2d(y, 2)"},
+    {"listdir", "", "return farol._listdir('.')"},  /* the DIR must be closed on the error path */
     {NULL, NULL, NULL},
 };
 
