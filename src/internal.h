@@ -162,6 +162,10 @@ farol_dtype farol_result_dtype(const farol_tensor *a, const farol_tensor *b);
 
 /* sum g over broadcast dims so it has the given shape (returns a new ref) */
 farol_tensor *farol_sum_to(farol_tensor *g, int ndim, const int64_t *shape);
+/* x: (outer, n, inner) -> out: (outer, inner) summed over n in a fixed order (the
+ * same for any thread count), float sums divided by div; int64 wraps */
+void farol_sum_lines(farol_dtype dt, void *out, const void *x, int64_t outer, int64_t n,
+                     int64_t inner, double div);
 
 /* A view of t with given shape and strides (shares storage, no recording). */
 farol_tensor *farol_make_view(farol_tensor *t, int ndim, const int64_t *shape,

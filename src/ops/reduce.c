@@ -126,32 +126,18 @@ static double finish(kind k, double v, int64_t n) {
     return v;
 }
 
-#define COLBLK 256          /* columns summed together in the inner > 1 path */
 #define CHUNK ((int64_t)1 << 16) /* a full sum is split into chunks this long */
 
 /* x: (outer, n, inner) -> out: (outer, inner), idx: (outer, inner) or NULL */
 #define DEF_REDUCE(T, SUF)                                                                 \
     static void reduce_##SUF(kind k, T *out, int64_t *idx, const T *x, const rplan *p) {   \
         int64_t n = p->n, inner = p->inner, lines = p->outer * inner;                      \
-        bool summing = k == K_SUM || k == K_MEAN;                                          \
-        if (summing && inner > 1) { /* rows added to a block of accumulators */            \
-            int64_t nblk = (inner + COLBLK - 1) / COLBLK;                                  \
-            _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && p->outer * nblk > 1)") \
-            for (int64_t t = 0; t < p->outer * nblk; t++) {                                \
-                int64_t o = t / nblk, j0 = (t % nblk) * COLBLK;                            \
-                int64_t len = inner - j0 < COLBLK ? inner - j0 : COLBLK;                   \
-                double acc[COLBLK] = {0};                                                  \
-                for (int64_t i = 0; i < n; i++) {                                          \
-                    const T *row = x + (o * n + i) * inner + j0;                           \
-                    _Pragma("omp simd")                                                    \
-                    for (int64_t j = 0; j < len; j++) acc[j] += row[j];                    \
-                }                                                                          \
-                for (int64_t j = 0; j < len; j++)                                          \
-                    out[o * inner + j0 + j] = (T)finish(k, acc[j], n);                     \
-            }                                                                              \
+        if (k == K_SUM || k == K_MEAN) { /* the tensor layer's sum, in its fixed order */      \
+            farol_sum_lines(sizeof(T) == 4 ? FAROL_F32 : FAROL_F64, out, x, p->outer, n, inner, \
+                            k == K_MEAN ? (double)n : 1.0);                              \
             return;                                                                        \
         }                                                                                  \
-        if ((summing || k == K_NORM) && lines == 1 && n > 2 * CHUNK) {                     \
+        if (k == K_NORM && lines == 1 && n > 2 * CHUNK) {                     \
             /* fixed chunks added in order: the same result for any thread count */        \
             int64_t nc = (n + CHUNK - 1) / CHUNK;                                          \
             double part[64], total = 0;                                                    \

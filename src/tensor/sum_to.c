@@ -1,14 +1,16 @@
 /* farol_sum_to: a gradient summed over the dims where its input was
  * broadcast.  It sits in the tensor layer, below the tape and the ops,
- * because the backward of every broadcasting op needs it; its sum kernel
- * adds in the same order as reduce.c's sum (double accumulators, rows of a
- * block added in order, long lines in fixed chunks) so results match. */
+ * because the backward of every broadcasting op needs it.  Its sum kernel
+ * (double accumulators, rows of a block added in order, long lines in fixed
+ * chunks: the same result for any thread count) is also reduce.c's sum and
+ * mean, through farol_sum_lines. */
 #include "internal.h"
 
 #define COLBLK 256               /* columns summed together when inner > 1 */
 #define CHUNK ((int64_t)1 << 16) /* a long line is split into chunks this long */
 
-/* x: (outer, n, inner) -> out: (outer, inner) */
+/* x: (outer, n, inner) -> out: (outer, inner), each sum divided by div
+ * (1 for a sum, n for reduce.c's mean) */
 #define DEF_SUM(T, SUF)                                                                    \
     static double line_##SUF(const T *x, int64_t n, int64_t s) {                           \
         double acc = 0;                                                                    \
@@ -16,7 +18,8 @@
         for (int64_t i = 0; i < n; i++) acc += x[i * s];                                   \
         return acc;                                                                        \
     }                                                                                      \
-    static void sum_mid_##SUF(T *out, const T *x, int64_t outer, int64_t n, int64_t inner) { \
+    static void sum_mid_##SUF(T *out, const T *x, int64_t outer, int64_t n, int64_t inner, \
+                              double div) {                                        \
         int64_t lines = outer * inner;                                                     \
         if (inner > 1) { /* rows added to a block of accumulators */                       \
             int64_t nblk = (inner + COLBLK - 1) / COLBLK;                                  \
@@ -30,7 +33,7 @@
                     _Pragma("omp simd")                                                    \
                     for (int64_t j = 0; j < len; j++) acc[j] += row[j];                    \
                 }                                                                          \
-                for (int64_t j = 0; j < len; j++) out[o * inner + j0 + j] = (T)acc[j];     \
+                for (int64_t j = 0; j < len; j++) out[o * inner + j0 + j] = (T)(acc[j] / div); \
             }                                                                              \
             return;                                                                        \
         }                                                                                  \
@@ -47,11 +50,11 @@
                 }                                                                          \
                 for (int64_t c = 0; c < m; c++) total += part[c];                          \
             }                                                                              \
-            out[0] = (T)total;                                                             \
+            out[0] = (T)(total / div);                                                     \
             return;                                                                        \
         }                                                                                  \
         _Pragma("omp parallel for if (lines * n > FAROL_PAR_MIN && lines > 1)")            \
-        for (int64_t l = 0; l < lines; l++) out[l] = (T)line_##SUF(x + l * n, n, 1);       \
+        for (int64_t l = 0; l < lines; l++) out[l] = (T)(line_##SUF(x + l * n, n, 1) / div); \
     }
 
 DEF_SUM(float, f32)
@@ -65,6 +68,14 @@ static void sum_mid_i64(int64_t *out, const int64_t *x, int64_t outer, int64_t n
         for (int64_t i = 0; i < n; i++) acc += (uint64_t)line[i * inner];
         out[l] = (int64_t)acc;
     }
+}
+
+/* out[o, j] = sum over i of x[o, i, j], divided by div (float types) */
+void farol_sum_lines(farol_dtype dt, void *out, const void *x, int64_t outer, int64_t n,
+                     int64_t inner, double div) {
+    if (dt == FAROL_F32) sum_mid_f32(out, x, outer, n, inner, div);
+    else if (dt == FAROL_F64) sum_mid_f64(out, x, outer, n, inner, div);
+    else sum_mid_i64(out, x, outer, n, inner);
 }
 
 /* Sums g over the dims where it was broadcast so it takes the given shape:
@@ -114,9 +125,7 @@ farol_tensor *farol_sum_to(farol_tensor *g, int ndim, const int64_t *shape) {
         if (next) {
             void *o = farol_data(next);
             const void *x = farol_data(cur);
-            if (g->dtype == FAROL_F32) sum_mid_f32(o, x, outer, size[k], inner);
-            else if (g->dtype == FAROL_F64) sum_mid_f64(o, x, outer, size[k], inner);
-            else sum_mid_i64(o, x, outer, size[k], inner);
+            farol_sum_lines(g->dtype, o, x, outer, size[k], inner, 1);
         }
         farol_release(cur);
         cur = next;
