@@ -58,4 +58,20 @@ function H.fails(fn, ...)
   end
 end
 
+-- the fixtures' CNNs (CASES.md): cnn_small on 1 x 8 x 8, Captum's CIFAR CNN on 3 x 32 x 32
+function H.cnn_small()
+  local nn = farol.nn
+  return nn.Sequential(nn.Conv2d(1, 4, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 10))
+end
+
+function H.cnn_cifar()
+  local nn = farol.nn
+  return nn.Sequential(
+    nn.Conv2d(3, 32, 3, {padding = 1}), nn.ReLU(), nn.Conv2d(32, 32, 3, {padding = 1}), nn.ReLU(),
+    nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, {padding = 1}), nn.ReLU(),
+    nn.Conv2d(64, 64, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+    nn.Linear(4096, 256), nn.ReLU(), nn.Linear(256, 10), nn.Softmax(2))
+end
+
 return H

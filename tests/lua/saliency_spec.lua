@@ -57,18 +57,8 @@ end
 models.output_3d_tuple = linear_3d
 models.output_3d_list_of_tuples = linear_3d
 
-function models.cnn_small()
-  return nn.Sequential(nn.Conv2d(1, 4, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Conv2d(4, 8, 3), nn.ReLU(), nn.Flatten(), nn.Linear(32, 10))
-end
-
-function models.cnn_cifar()
-  return nn.Sequential(
-    nn.Conv2d(3, 32, 3, {padding = 1}), nn.ReLU(), nn.Conv2d(32, 32, 3, {padding = 1}), nn.ReLU(),
-    nn.MaxPool2d(2), nn.Conv2d(32, 64, 3, {padding = 1}), nn.ReLU(),
-    nn.Conv2d(64, 64, 3, {padding = 1}), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
-    nn.Linear(4096, 256), nn.ReLU(), nn.Linear(256, 10), nn.Softmax(2))
-end
+models.cnn_small = H.cnn_small
+models.cnn_cifar = H.cnn_cifar
 
 function models.ops_zoo()
   return nn.Module{
