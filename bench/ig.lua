@@ -32,18 +32,7 @@ farol.manual_seed(1234)
 local model, x, target, extra = models[name]()
 model:eval()
 
-local function median_ms(fn)
-  fn()
-  local times = {}
-  for k = 1, repeats do
-    local t0 = farol.clock()
-    fn()
-    times[k] = (farol.clock() - t0) * 1e3
-  end
-  table.sort(times)
-  local n = #times
-  return n % 2 == 1 and times[(n + 1) // 2] or (times[n // 2] + times[n // 2 + 1]) / 2
-end
+local function median_ms(fn) return models.median_ms(fn, repeats, 1) end
 
 -- counts the rows the model sees (IG's chunking)
 local rows = 0

@@ -49,4 +49,18 @@ function M.transformer()
   return model, farol.randn(16, 128, 256), 2, mask
 end
 
+-- median wall time in ms of `repeats` calls of fn, after `warmups` untimed calls
+function M.median_ms(fn, repeats, warmups)
+  for _ = 1, warmups do fn() end
+  local times = {}
+  for k = 1, repeats do
+    local t0 = farol.clock()
+    fn()
+    times[k] = (farol.clock() - t0) * 1e3
+  end
+  table.sort(times)
+  local n = #times
+  return n % 2 == 1 and times[(n + 1) // 2] or (times[n // 2] + times[n // 2 + 1]) / 2
+end
+
 return M

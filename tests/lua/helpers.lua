@@ -58,6 +58,19 @@ function H.fails(fn, ...)
   end
 end
 
+-- Captum's SoftmaxModel(5, 20, 10)
+function H.softmax_mlp()
+  local nn = farol.nn
+  return nn.Module{
+    lin1 = nn.Linear(5, 20), lin2 = nn.Linear(20, 20), lin3 = nn.Linear(20, 10),
+    forward = function(self, x)
+      local h = self.lin1(x):relu()
+      h = self.lin2(h):relu()
+      return farol.softmax(self.lin3(h), 2)
+    end,
+  }
+end
+
 -- the fixtures' CNNs (CASES.md): cnn_small on 1 x 8 x 8, Captum's CIFAR CNN on 3 x 32 x 32
 function H.cnn_small()
   local nn = farol.nn

@@ -11,16 +11,7 @@ local nn = farol.nn
 
 local models = {}
 
-function models.softmax_mlp()
-  return nn.Module{
-    lin1 = nn.Linear(5, 20), lin2 = nn.Linear(20, 20), lin3 = nn.Linear(20, 10),
-    forward = function(self, x)
-      local h = self.lin1(x):relu()
-      h = self.lin2(h):relu()
-      return farol.softmax(self.lin3(h), 2)
-    end,
-  }
-end
+models.softmax_mlp = H.softmax_mlp
 
 function models.two_input()
   local m = nn.Module{forward = function(self, x1, x2, scale)

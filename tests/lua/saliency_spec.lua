@@ -10,16 +10,7 @@ local models = {}
 
 function models.linear_scalar() return nn.Linear(5, 1) end
 
-local function softmax_mlp()
-  return nn.Module{
-    lin1 = nn.Linear(5, 20), lin2 = nn.Linear(20, 20), lin3 = nn.Linear(20, 10),
-    forward = function(self, x)
-      local h = self.lin1(x):relu()
-      h = self.lin2(h):relu()
-      return farol.softmax(self.lin3(h), 2)
-    end,
-  }
-end
+local softmax_mlp = H.softmax_mlp
 models.softmax_mlp = softmax_mlp
 models.softmax_mlp_per_example = softmax_mlp
 models.softmax_mlp_f64 = function() return softmax_mlp():to("float64") end
