@@ -241,6 +241,19 @@ const char *farol_cpu_isa_name(void);
 /* OpenMP: parallelise a loop only above this many elements of work */
 #define FAROL_PAR_MIN 32768
 
+/* ---- gemm.c: every matrix product ---- */
+
+/* C (M x N, row-major, leading dim ldc) = alpha op(A) op(B) + beta C, op(X)
+ * = X^T when the flag is set; A, B row-major with leading dims lda, ldb (as
+ * cblas_?gemm with CblasRowMajor).  Threaded by farol over blocks of C that
+ * do not depend on the thread count (results are the same at any count);
+ * single-threaded inside a parallel region.  Dims up to INT_MAX. */
+void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                int64_t ldc);
+/* how many blocks farol_gemm cuts an M x N x K product into on `cores` cores */
+int farol_gemm_blocks(int64_t M, int64_t N, int64_t K, int cores);
+
 /* ---- blas.c: the BLAS kernel choice ---- */
 
 /* call before the first BLAS call: makes sure the kernel was chosen (once) */

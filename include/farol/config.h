@@ -30,6 +30,13 @@ FAROL_API void farol_get_config(farol_config_info *out);
 FAROL_API bool farol_fast_conv_available(void);   /* built with oneDNN */
 FAROL_API bool farol_fast_conv_enabled(void);
 FAROL_API void farol_set_fast_conv(bool on);
+/* float32 matrix products on oneDNN's sgemm, on by default when farol was
+ * built with oneDNN; off (OpenBLAS, the reference path) when the environment
+ * has FAROL_NO_DNNL=1 at the first product, or after farol_set_fast_gemm(false).
+ * Either way results do not depend on the thread count. */
+FAROL_API bool farol_fast_gemm_available(void);   /* built with oneDNN */
+FAROL_API bool farol_fast_gemm_enabled(void);
+FAROL_API void farol_set_fast_gemm(bool on);
 /* Winograd F(4x4, 3x3) for 3x3 stride-1 convolutions (default on): a little
  * less accurate than direct convolution (relative error ~1e-6 vs ~1e-7) */
 FAROL_API bool farol_conv_winograd_enabled(void);

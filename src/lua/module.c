@@ -80,14 +80,14 @@ static void set_str(lua_State *L, const char *key, const char *v) {
     lua_setfield(L, -2, key);
 }
 
-/* farol.config([{fast_conv = bool, winograd = bool, adaptive_threads = bool}])
+/* farol.config([{fast_conv = bool, fast_gemm = bool, winograd = bool, adaptive_threads = bool}])
  * -> {blas, blas_version, blas_core, blas_core_chosen_by, blas_core_replaced?,
- * dnnl_version?, dnnl_isa?, kernel_isa, fast_conv, winograd, threads,
+ * dnnl_version?, dnnl_isa?, kernel_isa, fast_conv, fast_gemm, winograd, threads,
  * threads_in_use, adaptive_threads} */
 static int l_config(lua_State *L) {
     int top = lua_gettop(L);
     if (top > 1) return farol_error(L, "farol: config: takes at most one argument (an options table), got %d", top);
-    static const char *const valid[] = {"fast_conv", "winograd", "adaptive_threads", NULL};
+    static const char *const valid[] = {"fast_conv", "fast_gemm", "winograd", "adaptive_threads", NULL};
     /* (check_options returns 0 for nil: farol.config(nil) is farol.config()) */
     if (top == 1 && farol_lua_check_options(L, 1, "config", valid) != 0) {
         /* check every value before changing anything */
@@ -96,12 +96,13 @@ static int l_config(lua_State *L) {
             while (lua_next(L, 1)) {
                 const char *k = lua_tostring(L, -2);  /* a valid name: a string */
                 bool fast = strcmp(k, "fast_conv") == 0, wino = strcmp(k, "winograd") == 0;
-                bool adapt = strcmp(k, "adaptive_threads") == 0;
+                bool adapt = strcmp(k, "adaptive_threads") == 0, gemm = strcmp(k, "fast_gemm") == 0;
                 if (!lua_isboolean(L, -1))
                     return farol_error(L, "farol: config: %s must be a boolean, got %s", k, luaL_typename(L, -1));
                 if (pass == 1 && fast) farol_set_fast_conv(lua_toboolean(L, -1));
                 if (pass == 1 && wino) farol_set_conv_winograd(lua_toboolean(L, -1));
                 if (pass == 1 && adapt) farol_set_adaptive_threads(lua_toboolean(L, -1));
+                if (pass == 1 && gemm) farol_set_fast_gemm(lua_toboolean(L, -1));
                 lua_pop(L, 1);
             }
         }
@@ -119,6 +120,8 @@ static int l_config(lua_State *L) {
     set_str(L, "kernel_isa", c.kernel_isa);
     lua_pushboolean(L, farol_fast_conv_enabled());
     lua_setfield(L, -2, "fast_conv");
+    lua_pushboolean(L, farol_fast_gemm_enabled());
+    lua_setfield(L, -2, "fast_gemm");
     lua_pushboolean(L, farol_conv_winograd_enabled());
     lua_setfield(L, -2, "winograd");
     lua_pushinteger(L, c.threads);

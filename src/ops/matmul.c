@@ -1,7 +1,7 @@
 /* Matrix products: farol_matmul (PyTorch's rules for 1-D, 2-D and batched
  * operands with broadcast batch dims) and farol_linear (x @ w^T + b).
  *
- * Everything goes through cblas_?gemm.  An operand that is a transposed view
+ * Everything goes through farol_gemm (src/tensor/gemm.c).  An operand that is a transposed view
  * is passed with CblasTrans and its own leading dimension, never copied; only
  * a matrix that is neither row- nor column-major in its last two dims is
  * made contiguous.  A batch is folded into one GEMM whenever the strides
@@ -72,17 +72,9 @@ static void gemm(farol_dtype dt, const mat *a, const mat *b, const mat *c, int64
     blas_layout(a->rows, a->cols, a->rs, a->cs, &ta, &lda);
     blas_layout(b->rows, b->cols, b->rs, b->cs, &tb, &ldb);
     blas_layout(c->rows, c->cols, c->rs, c->cs, &tc, &ldc);
-    int M = (int)a->rows, N = (int)b->cols, K = (int)a->cols;
     size_t es = farol_dtype_size(dt);
-    const void *ap = a->data + aoff * es, *bp = b->data + boff * es;
-    void *cp = c->data + coff * es;
-    farol_blas_ready();
-    if (dt == FAROL_F32)
-        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, 1.0f, ap, (int)lda, bp, (int)ldb,
-                    (float)beta, cp, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, ta, tb, M, N, K, 1.0, ap, (int)lda, bp, (int)ldb, beta, cp,
-                    (int)ldc);
+    farol_gemm(dt, ta == CblasTrans, tb == CblasTrans, a->rows, b->cols, a->cols, 1.0,
+               a->data + aoff * es, lda, b->data + boff * es, ldb, beta, c->data + coff * es, ldc);
 }
 
 /* Does the (batch..., size) index of an operand run at one stride?  The

@@ -3,7 +3,9 @@
  * is replaced on CPUs with AVX2/AVX-512 and the environment is left as it
  * was, and every kernel this CPU can run computes sgemm within float32
  * rounding of a double reference on odd sizes, all transposes, padded
- * leading dimensions and beta != 0. */
+ * leading dimensions and beta != 0.  farol_gemm (the product every op calls:
+ * oneDNN or OpenBLAS, cut into blocks) is held to the same reference, with
+ * the fast path on and off, and gives bitwise the same C at 1 and 2 threads. */
 #define _GNU_SOURCE
 #include "testutil.h"
 
@@ -166,6 +168,130 @@ static void test_kernels_correct(void **state) {
     assert_string_equal(openblas_get_corename(), before);
 }
 
+/* farol_gemm in dtype dt against a double loop, same bound as check_sgemm
+ * (eps of the dtype) */
+static void check_gemm(farol_dtype dt, bool ta, bool tb, int M, int N, int K, float beta) {
+    int lda = (ta ? M : K) + (int)(rng % 5), ldb = (tb ? K : N) + (int)(rng % 3), ldc = N + 2;
+    int ar = ta ? K : M, br = tb ? N : K;
+    bool f32 = dt == FAROL_F32;
+    size_t es = f32 ? 4 : 8;
+    char *A = malloc(es * ar * lda + 1), *B = malloc(es * br * ldb + 1), *C = malloc(es * M * ldc);
+    double *C0 = malloc(sizeof(double) * M * ldc);
+#define AT(p, i) (f32 ? (double)((float *)(p))[i] : ((double *)(p))[i])
+#define SET(p, i, v) (f32 ? (void)(((float *)(p))[i] = (float)(v)) : (void)(((double *)(p))[i] = (v)))
+    for (int i = 0; i < ar * lda; i++) SET(A, i, urand());
+    for (int i = 0; i < br * ldb; i++) SET(B, i, urand());
+    for (int i = 0; i < M * ldc; i++) SET(C, i, urand()), C0[i] = AT(C, i);
+    const double alpha = 0.75;
+    farol_gemm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    const double eps = f32 ? 5.96e-8 : 1.12e-16;
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < ldc; j++) {
+            if (j >= N) { /* the padding is not written */
+                if (AT(C, i * ldc + j) != C0[i * ldc + j])
+                    fail_msg("farol_gemm wrote C[%d,%d] beyond N=%d", i, j, N);
+                continue;
+            }
+            double s = 0, mag = 0;
+            for (int k = 0; k < K; k++) {
+                double t = AT(A, ta ? k * lda + i : i * lda + k) * AT(B, tb ? j * ldb + k : k * ldb + j);
+                s += t;
+                mag += fabs(t);
+            }
+            double ref = alpha * s + beta * C0[i * ldc + j];
+            double bound = (K + 2) * eps * (alpha * mag + fabs(beta * C0[i * ldc + j])) + 1e-300;
+            double err = fabs(AT(C, i * ldc + j) - ref);
+            if (!(err <= bound))
+                fail_msg("farol_gemm %s fast=%d threads=%d %c%c M=%d N=%d K=%d beta=%g: C[%d,%d] = "
+                         "%.17g, reference %.17g (bound %.3g)",
+                         farol_dtype_name(dt), farol_fast_gemm_enabled(), farol_get_num_threads(),
+                         ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, beta, i, j, AT(C, i * ldc + j), ref,
+                         bound);
+        }
+#undef AT
+#undef SET
+    free(A), free(B), free(C), free(C0);
+}
+
+static void test_gemm_correct(void **state) {
+    static const int sizes[] = {1, 2, 3, 5, 7, 15, 16, 17, 31, 33, 47, 64, 65, 97};
+    const int ns = sizeof sizes / sizeof *sizes;
+    int threads = farol_get_num_threads();
+    bool fast = farol_fast_gemm_enabled();
+    for (int on = 0; on <= (int)farol_fast_gemm_available(); on++) {
+        farol_set_fast_gemm(on);
+        for (int t = 1; t <= 2; t++) {
+            farol_set_num_threads(t);
+            for (int tr = 0; tr < 4; tr++) {
+                for (int r = 0; r < 6; r++)
+                    check_gemm(r & 1 ? FAROL_F64 : FAROL_F32, tr & 1, tr & 2, sizes[rng % ns],
+                               sizes[rng % ns], sizes[rng % ns], r & 2 ? 0.5f : 0.0f);
+                /* products large enough to be cut into blocks: along N (M <= N)
+                 * and along M, widths not multiples of 16 */
+                check_gemm(FAROL_F32, tr & 1, tr & 2, 67, 1001, 37, tr & 1 ? 0.5f : 0.0f);
+                check_gemm(FAROL_F32, tr & 1, tr & 2, 771, 45, 71, tr & 2 ? 0.5f : 0.0f);
+                check_gemm(FAROL_F64, tr & 1, tr & 2, 130, 517, 33, 0.5f);
+            }
+            /* K = 0: C = beta C */
+            check_gemm(FAROL_F32, false, true, 5, 7, 0, 0.5f);
+            check_gemm(FAROL_F64, true, false, 5, 7, 0, 0.0f);
+        }
+    }
+    farol_set_fast_gemm(fast);
+    farol_set_num_threads(threads);
+}
+
+static void test_gemm_blocks(void **state) {
+    /* small products stay whole; large ones are cut into as many blocks as
+     * cores, each at least 64 wide along the longer side of C */
+    assert_int_equal(farol_gemm_blocks(128, 1024, 10, 2), 1);
+    assert_int_equal(farol_gemm_blocks(128, 1024, 1024, 1), 1);
+    assert_int_equal(farol_gemm_blocks(128, 1024, 1024, 2), 2);
+    assert_int_equal(farol_gemm_blocks(128, 1024, 1024, 8), 8);
+    assert_int_equal(farol_gemm_blocks(2048, 100, 256, 64), 32);
+    assert_int_equal(farol_gemm_blocks(100, 120, 1000, 4), 1);
+}
+
+/* the benchmark models' products (MLP forward x W^T + b and backward G W,
+ * its 10-class head, a transformer layer's projection), float32 and float64,
+ * fast path on and off: bitwise the same C at 1 and 2 threads */
+static void test_gemm_threads_bitwise(void **state) {
+    static const struct { bool ta, tb; int M, N, K; float beta; } cases[] = {
+        {false, true, 128, 1024, 784, 1}, {false, false, 128, 784, 1024, 0},
+        {false, true, 128, 10, 1024, 1},  {false, false, 128, 1024, 10, 0},
+        {false, true, 2048, 768, 256, 1}, {true, false, 1024, 784, 128, 0},
+    };
+    int threads = farol_get_num_threads();
+    bool fast = farol_fast_gemm_enabled();
+    float *A = malloc(sizeof(double) * 2048 * 1024), *B = malloc(sizeof(double) * 1024 * 1024);
+    float *C[2] = {malloc(sizeof(double) * 2048 * 1024), malloc(sizeof(double) * 2048 * 1024)};
+    for (int i = 0; i < 2 * 2048 * 1024; i++) A[i] = (float)urand();
+    for (int i = 0; i < 2 * 1024 * 1024; i++) B[i] = (float)urand();
+    for (int on = 0; on <= (int)farol_fast_gemm_available(); on++) {
+        farol_set_fast_gemm(on);
+        for (size_t k = 0; k < sizeof cases / sizeof *cases; k++)
+            for (int d = 0; d < 2; d++) {
+                int M = cases[k].M, N = cases[k].N, K = cases[k].K;
+                farol_dtype dt = d ? FAROL_F64 : FAROL_F32;
+                size_t bytes = (d ? 8 : 4) * (size_t)M * N;
+                for (int t = 1; t <= 2; t++) {
+                    farol_set_num_threads(t);
+                    memcpy(C[t - 1], A, bytes); /* some C to add to (beta 1) */
+                    farol_gemm(dt, cases[k].ta, cases[k].tb, M, N, K, 1.0, A,
+                               cases[k].ta ? M : K, B, cases[k].tb ? K : N, cases[k].beta,
+                               C[t - 1], N);
+                }
+                if (memcmp(C[0], C[1], bytes) != 0)
+                    fail_msg("farol_gemm %s fast=%d %c%c %dx%dx%d: 1 and 2 threads differ",
+                             farol_dtype_name(dt), on, cases[k].ta ? 'T' : 'N',
+                             cases[k].tb ? 'T' : 'N', M, N, K);
+            }
+    }
+    farol_set_fast_gemm(fast);
+    farol_set_num_threads(threads);
+    free(A), free(B), free(C[0]), free(C[1]);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1 && strcmp(argv[1], "--print-core") == 0) {
         farol_config_info c;
@@ -179,6 +305,9 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(test_user_core_respected, tu_reset),
         cmocka_unit_test_setup(test_generic_pick_replaced, tu_reset),
         cmocka_unit_test_setup(test_kernels_correct, tu_reset),
+        cmocka_unit_test_setup(test_gemm_correct, tu_reset),
+        cmocka_unit_test_setup(test_gemm_blocks, tu_reset),
+        cmocka_unit_test_setup(test_gemm_threads_bitwise, tu_reset),
     };
     return tu_run(tests, argc, argv);
 }

@@ -1,5 +1,6 @@
 -- farol.config(): what farol runs on (BLAS kernel, oneDNN, own kernels, threads).
 local farol = require("farol")
+local H = require("helpers")
 
 describe("farol.config", function()
   it("names the BLAS, its version and kernel, who chose it, and the thread count", function()
@@ -60,13 +61,51 @@ describe("farol.config", function()
     end
   end)
 
+  it("switches the fast matrix products, and they agree with OpenBLAS's", function()
+    local was = farol.config().fast_gemm
+    local env_off = (os.getenv("FAROL_NO_DNNL") or "0") ~= "0" and os.getenv("FAROL_NO_DNNL") ~= ""
+    assert.equals(farol.config().dnnl_version ~= nil and not env_off, was)
+    assert.is_false(farol.config{fast_gemm = false}.fast_gemm)
+    farol.manual_seed(6)
+    local a, b = farol.randn(70, 300), farol.randn(300, 515)
+    local ref = farol.matmul(a, b)
+    assert.equals(farol.config().dnnl_version ~= nil, farol.config{fast_gemm = true}.fast_gemm)
+    H.close(farol.matmul(a, b), ref, 1e-4, 1e-4, "fast matmul")
+    farol.config{fast_gemm = was}
+  end)
+
+  -- OpenBLAS's own threading sums in another order at 2 threads (it cuts K
+  -- into other blocks): farol's products must not depend on the count
+  it("gives bitwise the same saliency at 1 and 2 threads on the MLP benchmark's shapes", function()
+    local nn = farol.nn
+    farol.manual_seed(7)
+    local model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                                nn.Linear(1024, 10))
+    model:eval()
+    local x, target = farol.randn(128, 784), {}
+    for i = 1, 128 do target[i] = (i - 1) % 10 + 1 end
+    local n, was = farol.get_num_threads(), farol.config().fast_gemm
+    for _, fast in ipairs{false, true} do
+      farol.config{fast_gemm = fast}
+      local s = {}
+      for t = 1, 2 do
+        farol.set_num_threads(t)
+        s[t] = farol.Saliency(model):attribute(x, target)
+      end
+      assert.equals(0, s[1]:ne(s[2]):sum():item(), "fast_gemm = " .. tostring(fast))
+      assert.is_true(s[1]:abs():sum():item() > 0)
+    end
+    farol.set_num_threads(n)
+    farol.config{fast_gemm = was}
+  end)
+
   it("refuses bad options", function()
     assert.has_error(function() farol.config(1) end, "farol: config: options must be a table, got number")
     assert.are.equal("table", type(farol.config(nil)))  -- nil: no options, as no argument
     assert.has_error(function() farol.config({}, 2) end,
                      "farol: config: takes at most one argument (an options table), got 2")
     assert.has_error(function() farol.config{fast = true} end,
-                     "farol: config: unknown option 'fast' (valid: fast_conv, winograd, adaptive_threads)")
+                     "farol: config: unknown option 'fast' (valid: fast_conv, fast_gemm, winograd, adaptive_threads)")
     assert.has_error(function() farol.config{fast_conv = 1} end,
                      "farol: config: fast_conv must be a boolean, got number")
     -- nothing changes when one key is wrong
