@@ -36,6 +36,7 @@ typedef union {
                                                   /* avg_pool2d; adaptive: out only */
     struct { int iw, ib; double eps; int64_t rows, cols; } norm; /* iw, ib: input slots or -1 */
     struct { int64_t before[FAROL_MAX_DIMS]; } pad;
+    struct { double scale; int64_t heads; } attn;   /* attention, self_attention */
 } farol_op_params;
 
 /* An input of a node: the node its gradient flows to (NULL when that input

@@ -66,6 +66,24 @@ FAROL_API farol_tensor *farol_argmin(farol_tensor *x, int dim, bool keepdim);
 FAROL_API farol_tensor *farol_softmax(farol_tensor *x, int dim);
 FAROL_API farol_tensor *farol_log_softmax(farol_tensor *x, int dim);
 
+/* scaled dot-product attention, softmax(q k^T * scale + masks) v, one op
+ * (src/ops/attention.c).  Masks (NULL: none): attn_mask broadcastable to
+ * (..., L, S), floating (q's dtype) added to the scores, int64 forbidding
+ * where nonzero; key_padding_mask int64 (B, S) or (S), B = q's first dim,
+ * forbidding key s where nonzero.  scale NaN: 1/sqrt(E). */
+typedef struct {
+    farol_tensor *attn_mask, *key_padding_mask;
+    double scale;
+} farol_attention_opts;
+FAROL_API farol_attention_opts farol_attention_defaults(void);
+/* q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev) */
+FAROL_API farol_tensor *farol_attention(farol_tensor *q, farol_tensor *k, farol_tensor *v,
+                                        const farol_attention_opts *o /* may be NULL */);
+/* self-attention on a packed in-projection: qkv (N, L, 3 * heads * D) holds
+ * q, k and v side by side -> (N, L, heads * D), the heads side by side */
+FAROL_API farol_tensor *farol_self_attention(farol_tensor *qkv, int heads,
+                                             const farol_attention_opts *o /* may be NULL */);
+
 /* matrix products */
 FAROL_API farol_tensor *farol_matmul(farol_tensor *a, farol_tensor *b);
 FAROL_API farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b /* may be NULL */);

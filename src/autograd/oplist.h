@@ -45,6 +45,9 @@
     /* softmax.c */                                      \
     X(SOFTMAX, softmax, 1, GRAD)                         \
     X(LOG_SOFTMAX, log_softmax, 1, GRAD)                 \
+    /* attention.c */                                    \
+    X(ATTENTION, attention, 4, GRAD)                     \
+    X(SELF_ATTENTION, self_attention, 2, GRAD)           \
     /* matmul.c */                                       \
     X(MATMUL, matmul, 2, GRAD)                           \
     X(LINEAR, linear, 3, GRAD)                           \

@@ -2,6 +2,7 @@
  * tensor methods (x:exp()).  Arithmetic metamethods share one dispatch. */
 #include "binding.h"
 
+#include <limits.h>
 #include <math.h>
 
 /* ---- arithmetic: x + y, x - 2, 2 ^ x ... ---- */
@@ -194,6 +195,57 @@ static int l_linear(lua_State *L) {
     farol_lua_push_tensor(L, farol_linear(x, w, opt_tensor(L, 3)));
     return 1;
 }
+
+/* ---- attention ---- */
+
+/* q, k, v [, opts] (nargs 4) or qkv, heads [, opts] (packed: MultiheadAttention's
+ * self-attention); opts: attn_mask, key_padding_mask, scale */
+static int attention(lua_State *L, bool packed) {
+    const char *fn = packed ? "_self_attention" : "scaled_dot_product_attention";
+    int oi = packed ? 3 : 4;
+    if (lua_gettop(L) > oi)
+        return farol_error(L, "farol: %s: takes at most %d arguments, got %d", fn, oi, lua_gettop(L));
+    static const char *const valid[] = {"attn_mask", "key_padding_mask", "scale", NULL};
+    int o = farol_lua_check_options(L, oi, fn, valid);
+    lua_settop(L, oi);
+    /* the option values stay on the stack (oi + 1 ...) while C reads them */
+    static const char *const keys[] = {"attn_mask", "key_padding_mask", "scale"};
+    for (int i = 0; i < 3; i++) {
+        if (o) {
+            lua_pushstring(L, keys[i]);
+            lua_rawget(L, o);
+        } else {
+            lua_pushnil(L);
+        }
+    }
+    farol_attention_opts a = farol_attention_defaults();
+    for (int i = 0; i < 2; i++)
+        if (!lua_isnil(L, oi + 1 + i) && !farol_lua_test_tensor(L, oi + 1 + i))
+            return farol_error(L, "farol: %s: %s must be a tensor, got %s", fn, keys[i],
+                               luaL_typename(L, oi + 1 + i));
+    if (!lua_isnil(L, oi + 3)) {
+        if (lua_type(L, oi + 3) != LUA_TNUMBER)
+            return farol_error(L, "farol: %s: scale must be a number, got %s", fn,
+                               luaL_typename(L, oi + 3));
+        a.scale = lua_tonumber(L, oi + 3);
+    }
+    a.attn_mask = farol_lua_test_tensor(L, oi + 1);
+    a.key_padding_mask = farol_lua_test_tensor(L, oi + 2);
+    if (packed) {
+        farol_tensor *qkv = farol_lua_check_tensor(L, 1);
+        lua_Integer h = luaL_checkinteger(L, 2);
+        if (h < 1 || h > INT_MAX) return farol_error(L, "farol: %s: heads must be positive, got %lld", fn, (long long)h);
+        farol_lua_push_tensor(L, farol_self_attention(qkv, (int)h, &a));
+    } else {
+        farol_tensor *q = farol_lua_check_tensor(L, 1), *k = farol_lua_check_tensor(L, 2),
+                     *v = farol_lua_check_tensor(L, 3);
+        farol_lua_push_tensor(L, farol_attention(q, k, v, &a));
+    }
+    return 1;
+}
+
+static int l_scaled_dot_product_attention(lua_State *L) { return attention(L, false); }
+static int l_self_attention(lua_State *L) { return attention(L, true); }
 
 /* ---- lists of tensors: cat, stack ---- */
 
@@ -430,7 +482,9 @@ static const luaL_Reg op_funcs[] = {
 /* functions only (the first argument is not the tensor they act on) */
 static const luaL_Reg plain_funcs[] = {
     {"where", l_where}, {"cat", l_cat}, {"stack", l_stack}, {"embedding", l_embedding},
-    {"cross_entropy", l_cross_entropy}, {NULL, NULL},
+    {"cross_entropy", l_cross_entropy},
+    {"scaled_dot_product_attention", l_scaled_dot_product_attention},
+    {"_self_attention", l_self_attention}, {NULL, NULL},
 };
 
 /* push fn with integer upvalue k under name, as function and method */

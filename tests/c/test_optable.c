@@ -87,6 +87,17 @@ static farol_tensor *f_min_dim(void *c, farol_tensor **x) {
 
 static farol_tensor *f_softmax(void *c, farol_tensor **x) { return farol_softmax(x[0], 1); }
 static farol_tensor *f_log_softmax(void *c, farol_tensor **x) { return farol_log_softmax(x[0], 0); }
+static farol_tensor *f_attention(void *c, farol_tensor **x) { return farol_attention(x[0], x[1], x[2], NULL); }
+static farol_tensor *f_self_attention(void *c, farol_tensor **x) {
+    /* a padding mask that forbids the last key of the second example */
+    static const int64_t pad[6] = {0, 0, 0, 0, 0, 1};
+    farol_tensor *m = farol_from_data(2, (int64_t[]){2, 3}, FAROL_I64, pad);
+    farol_attention_opts o = farol_attention_defaults();
+    o.key_padding_mask = m;
+    farol_tensor *y = farol_self_attention(x[0], 2, &o);
+    farol_release(m);
+    return y;
+}
 static farol_tensor *f_linear(void *c, farol_tensor **x) { return farol_linear(x[0], x[1], x[2]); }
 
 static farol_tensor *f_view(void *c, farol_tensor **x) {
@@ -224,6 +235,9 @@ static const opcase cases[] = {
     {FAROL_OP_MAX_DIM, "min_dim", f_min_dim, 0, 1, ANY, {2}, {S2(3, 4)}},
     {FAROL_OP_SOFTMAX, "softmax", f_softmax, 0, 1, ANY, {2}, {S2(3, 4)}},
     {FAROL_OP_LOG_SOFTMAX, "log_softmax", f_log_softmax, 0, 1, ANY, {2}, {S2(3, 4)}},
+    {FAROL_OP_ATTENTION, "attention", f_attention, 0, 3, ANY, {3, 3, 3},
+     {S3(2, 3, 4), S3(2, 5, 4), S3(2, 5, 3)}},
+    {FAROL_OP_SELF_ATTENTION, "self_attention", f_self_attention, 0, 1, ANY, {3}, {S3(2, 3, 12)}},
     {FAROL_OP_MATMUL, "matmul", f_matmul, 0, 2, ANY, {3, 2}, {S3(2, 3, 4), S2(4, 2)}},
     {FAROL_OP_LINEAR, "linear", f_linear, 0, 3, ANY, {2, 2, 1}, {S2(2, 3), S2(4, 3), S1(4)}},
     {FAROL_OP_VIEW, "view", f_view, 0, 1, ANY, {2}, {S2(2, 3)}},

@@ -578,7 +578,8 @@ end
 for _, name in ipairs({"linear", "conv1d", "conv2d", "max_pool2d", "avg_pool2d",
     "adaptive_avg_pool2d", "batch_norm", "layer_norm", "softmax", "log_softmax", "embedding",
     "dropout", "cross_entropy", "mse_loss", "pad", "relu", "gelu", "sigmoid", "tanh", "silu",
-    "softplus", "leaky_relu", "elu", "relu6", "hardswish", "hardsigmoid"}) do
+    "softplus", "leaky_relu", "elu", "relu6", "hardswish", "hardsigmoid",
+    "scaled_dot_product_attention"}) do
   nn.functional[name] = farol[name]
 end
 

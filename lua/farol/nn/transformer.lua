@@ -114,10 +114,6 @@ return function(nn)
            shape_str(query), shape_str(key), shape_str(value))
     end
 
-    local q, k, v = project(self, q_in, k_in, v_in)
-    q = q * math.sqrt(1 / self.head_dim)
-    local scores = farol.matmul(q, k:transpose(3, 4))             -- (N, H, L, S)
-
     local kpm = opts.key_padding_mask
     if kpm ~= nil then
       local want = batched and {n, s} or {s}
@@ -125,9 +121,8 @@ return function(nn)
         fail("%s: key_padding_mask must be a tensor of shape [%s], got %s", fn, table.concat(want, ", "),
              farol.is_tensor(kpm) and shape_str(kpm) or type(kpm))
       end
-      scores = scores:masked_fill(kpm:ne(0):view(n, 1, 1, s), -math.huge)
+      kpm = kpm:ne(0):to("int64"):view(n, s)
     end
-
     local am = opts.attn_mask
     if am ~= nil then
       if not farol.is_tensor(am) then fail("%s: attn_mask must be a tensor, got %s", fn, type(am)) end
@@ -137,23 +132,46 @@ return function(nn)
         fail("%s: attn_mask must be [%d, %d] or [%d, %d, %d], got %s", fn, l, s, n * heads, l, s, shape_str(am))
       end
       if am:dim() == 3 then am = am:view(n, heads, l, s) end
-      if am:dtype() == "int64" then
-        scores = scores:masked_fill(am:ne(0), -math.huge)
-      else
-        scores = scores + am:to(scores:dtype())
-      end
     end
 
-    local attn = farol.softmax(scores, -1)
-    if self.dropout > 0 and self.training then attn = farol.dropout(attn, self.dropout, true) end
-    -- (N, H, L, hd) -> (L, N, E) or (N, L, E) rows for out_proj
-    local o = farol.matmul(attn, v)
-    if self.batch_first or not batched then
-      o = o:transpose(2, 3):reshape(n, l, e)
+    local o, attn
+    local dropout = self.dropout > 0 and self.training
+    if not opts.need_weights and not dropout then
+      -- one fused op: scores, masks, softmax and the product with v
+      local mask_opts = {key_padding_mask = kpm,
+                         attn_mask = am and (am:dtype() == "int64" and am or am:to(query:dtype()))}
+      if rawequal(q_in, k_in) and rawequal(k_in, v_in) then
+        o = farol._self_attention(farol.linear(q_in, self.in_proj_weight, self.in_proj_bias), heads,
+                                  mask_opts)                     -- (N, L, E)
+      else
+        local q, k, v = project(self, q_in, k_in, v_in)
+        o = farol.scaled_dot_product_attention(q, k, v, mask_opts):transpose(2, 3):reshape(n, l, e)
+      end
     else
-      o = o:permute(3, 1, 2, 4):reshape(l, n, e)
+      local q, k, v = project(self, q_in, k_in, v_in)
+      q = q * math.sqrt(1 / self.head_dim)
+      local scores = farol.matmul(q, k:transpose(3, 4))           -- (N, H, L, S)
+      if kpm ~= nil then scores = scores:masked_fill(kpm:view(n, 1, 1, s), -math.huge) end
+      if am ~= nil then
+        if am:dtype() == "int64" then
+          scores = scores:masked_fill(am:ne(0), -math.huge)
+        else
+          scores = scores + am:to(scores:dtype())
+        end
+      end
+      attn = farol.softmax(scores, -1)
+      if dropout then attn = farol.dropout(attn, self.dropout, true) end
+      -- (N, H, L, hd) -> (L, N, E) or (N, L, E) rows for out_proj
+      o = farol.matmul(attn, v)
+      if self.batch_first or not batched then
+        o = o:transpose(2, 3):reshape(n, l, e)
+      else
+        o = o:permute(3, 1, 2, 4):reshape(l, n, e)
+      end
     end
     local out = self.out_proj(o)
+    -- the fused path's rows are batch-first: back to (L, N, E) as a view
+    if attn == nil and batched and not self.batch_first then out = out:transpose(1, 2) end
     if not batched then out = out:squeeze(1) end
 
     if not opts.need_weights then return out end
