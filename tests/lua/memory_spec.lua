@@ -32,6 +32,25 @@ describe("memory", function()
     assert.is_true(live < 256 * 2^20, "engine holds " .. live .. " bytes")
   end)
 
+  it("collects dead tensors once 16 MiB of them pile up, not later", function()
+    collectgarbage()
+    local base = farol.memory()
+    local _, _, runs0 = farol.memory()
+    local highest, runs = 0, 0
+    for _ = 1, 300 do
+      local t = farol.zeros(256, 1024)  -- 1 MiB, dead at the next iteration
+      local live, _, n = farol.memory()
+      -- once farol has collected inside this loop its threshold is set from
+      -- what survived: twice that, at least 16 MiB
+      if n > runs0 then runs = n - runs0; highest = math.max(highest, live - base) end
+      assert(t:size(1) == 256)
+    end
+    assert.is_true(runs >= 2, "farol collected " .. runs .. " times over 300 MiB of garbage")
+    assert.is_true(highest <= 17 * 2^20, string.format("dead tensors reached %.1f MiB", highest / 2^20))
+    assert.is_true(highest >= 8 * 2^20, string.format("collected too eagerly: %.1f MiB", highest / 2^20))
+    collectgarbage()  -- leave no garbage for the exact counts below
+  end)
+
   it("frees a tensor at once with x:free(), and refuses it afterwards", function()
     local before, state_before = farol.memory()
     local x = farol.zeros(1024, 1024)
