@@ -252,6 +252,12 @@ const char *farol_cpu_isa_name(void);
 void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
                 const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                 int64_t ldc);
+/* the same product as one single-threaded call on the calling thread, on
+ * oneDNN's sgemm (dnnl: float32 with fast GEMMs on) or OpenBLAS: for ops
+ * that thread over many small products themselves and choose per shape */
+void farol_gemm_1t(farol_dtype dt, bool dnnl, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   double alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                   double beta, void *C, int64_t ldc);
 /* how many blocks farol_gemm cuts an M x N x K product into on `cores` cores */
 int farol_gemm_blocks(int64_t M, int64_t N, int64_t K, int cores);
 

@@ -251,14 +251,18 @@ static int accumulate(farol_tensor **slot, farol_tensor *g) {
     farol_tensor *gc = farol_contig_raw(g);
     farol_release(g);
     if (!gc) return -1;
+    /* elementwise, so threads change no bit; a serial add here kept the
+     * other threads waiting at every residual connection */
     int64_t n = farol_numel(acc);
     if (acc->dtype == FAROL_F32) {
         float *a = farol_data(acc);
         const float *b = farol_data(gc);
+        #pragma omp parallel for simd schedule(static) if (n > FAROL_PAR_MIN * 4)
         for (int64_t i = 0; i < n; i++) a[i] += b[i];
     } else {
         double *a = farol_data(acc);
         const double *b = farol_data(gc);
+        #pragma omp parallel for simd schedule(static) if (n > FAROL_PAR_MIN * 4)
         for (int64_t i = 0; i < n; i++) a[i] += b[i];
     }
     farol_release(gc);

@@ -433,7 +433,10 @@ farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     out = farol_empty(x->ndim, oshape, x->dtype);
     if (!out || (b && !(bc = farol_contig_raw(b)))) goto fail;
     size_t rowbytes = outf * farol_dtype_size(x->dtype);
-    for (int64_t r = 0; bc && r < xm.rows; r++)
+    /* the bias preset in C (beta = 1 below), in parallel: serial, it kept
+     * the other threads waiting while it wrote the whole output */
+    #pragma omp parallel for schedule(static) if (bc && xm.rows * outf > FAROL_PAR_MIN * 4)
+    for (int64_t r = 0; r < (bc ? xm.rows : 0); r++)
         memcpy((char *)farol_data(out) + r * rowbytes, farol_data(bc), rowbytes);
     mat c = {.data = farol_data(out), .rows = xm.rows, .cols = outf, .rs = outf, .cs = 1};
     batched_gemm(x->dtype, 0, NULL, xm, wm, c, out->storage->nbytes, b ? 1 : 0);

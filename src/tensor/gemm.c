@@ -158,3 +158,20 @@ void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t 
     }
     if (saved > 1) omp_set_num_threads(saved);
 }
+
+void farol_gemm_1t(farol_dtype dt, bool dnnl, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                   double alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
+                   double beta, void *C, int64_t ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) { /* the edge cases as farol_gemm (no threads there) */
+        farol_gemm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
+                   .fast = dnnl && dt == FAROL_F32 && farol_fast_gemm_enabled()};
+    /* outside a parallel region BLAS and oneDNN would thread: hold them to one */
+    int saved = omp_in_parallel() ? 0 : omp_get_max_threads();
+    if (saved > 1) omp_set_num_threads(1);
+    gemm_block(&g, 0, M, 0, N);
+    if (saved > 1) omp_set_num_threads(saved);
+}
