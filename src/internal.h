@@ -107,6 +107,18 @@ extern const farol_op_desc farol_ops[];
         (farol_tensor *[]){__VA_ARGS__}
 #define FAROL_NO_SAVE 0, NULL
 bool farol_needs_record(int n, farol_tensor *const *inputs);
+/* t would get a gradient from an op recorded now: grad mode is on, t has a
+ * node, and t is not a leaf frozen by farol_freeze_leaves.  Ops save what a
+ * weight's gradient needs only when the weight takes one. */
+bool farol_takes_grad(const farol_tensor *t);
+/* Treats every leaf made so far (FAROL_FREEZE_NOW) or up to a number given
+ * back by an earlier call (0: none) as a constant on this thread: ops record
+ * no edge to it and save nothing for its gradient.  The attributions run
+ * their forward so: they only ask for the gradients of inputs they mark
+ * afterwards, so a model's parameters need no gradient.  Returns the
+ * previous setting, to restore. */
+#define FAROL_FREEZE_NOW UINT64_MAX
+uint64_t farol_freeze_leaves(uint64_t upto);
 #define farol_record(op, ...) farol_record_op(op, &farol_ops[op], __VA_ARGS__)
 farol_tensor *farol_record_op(farol_op op, const farol_op_desc *desc, farol_tensor *out, int n,
                               farol_tensor *const *inputs, int n_save, farol_tensor *const *save,

@@ -125,15 +125,24 @@ int farol_attr_gradient(const farol_attr_call *call, int n_in, farol_tensor *con
     if (!target) target = &none;
 
     int rc = -1;
+    /* Only the gradients of the inputs (or the layer) are asked for: the
+     * leaves that exist before the call (the model's parameters) are
+     * constants during the forward, so ops keep only what input gradients
+     * need (no conv input, no batch_norm input).  Not when no input is
+     * floating (token ids): a layer's gradient then flows from the
+     * parameters alone.  Restored at done. */
+    bool any_float = false;
+    for (int i = 0; i < n_in; i++) any_float |= farol_is_floating(inputs[i]->dtype);
+    uint64_t prev_frozen = farol_freeze_leaves(any_float ? FAROL_FREEZE_NOW : 0);
     farol_tensor **xs = farol_calloc((size_t)n_in, sizeof *xs);
     farol_tensor *out = NULL, *layer = NULL, *mask = NULL;
     if (!xs) {
         farol_set_error("farol: %s: out of memory", m);
         goto done;
     }
-    /* the forward sees views of the inputs that require a gradient, so the
-     * caller's tensors keep their requires_grad and .grad (int64 inputs of
-     * layer methods are passed as they are) */
+    /* the forward sees views of the inputs that require a gradient, made
+     * after the freeze, so the caller's tensors keep their requires_grad and
+     * .grad (int64 inputs of layer methods are passed as they are) */
     for (int i = 0; i < n_in; i++) {
         if (!(xs[i] = farol_detach(inputs[i]))) goto done;
         if (farol_is_floating(xs[i]->dtype) && farol_set_requires_grad(xs[i], true) < 0) goto done;
@@ -141,6 +150,16 @@ int farol_attr_gradient(const farol_attr_call *call, int n_in, farol_tensor *con
 
     bool prev = farol_set_grad_enabled(true);
     int frc = call->forward(call->ctx, n_in, xs, &out, call->layer ? &layer : NULL);
+    if (frc == 0 && layer && !farol_takes_grad(layer) && any_float) {
+        /* the layer's tensor does not come from the inputs (a module
+         * returning its parameter, or computing from parameters alone):
+         * run again with every leaf taking a gradient */
+        farol_release(out);
+        farol_release(layer);
+        out = layer = NULL;
+        farol_freeze_leaves(prev_frozen);
+        frc = call->forward(call->ctx, n_in, xs, &out, &layer);
+    }
     farol_set_grad_enabled(prev);
     if (frc < 0) goto done;
     if (!out) {
@@ -174,6 +193,7 @@ int farol_attr_gradient(const farol_attr_call *call, int n_in, farol_tensor *con
     if (farol_grad(1, &out, &mask, n_grads, call->layer ? &layer : xs, grads) < 0) goto done;
     rc = 0;
 done:
+    farol_freeze_leaves(prev_frozen);
     if (rc < 0)
         for (int i = 0; i < n_grads; i++) {
             farol_release(grads[i]);

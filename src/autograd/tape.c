@@ -16,6 +16,8 @@
 static _Thread_local bool grad_disabled;
 static _Thread_local farol_tape_stats stats;
 static atomic_uint_fast64_t next_seq;
+/* leaves numbered up to this take no gradient on this thread (0: none) */
+static _Thread_local uint64_t frozen_upto;
 
 bool farol_grad_enabled(void) { return !grad_disabled; }
 
@@ -137,10 +139,20 @@ void farol_zero_grad(farol_tensor *t) {
 
 /* ---- recording ---- */
 
+uint64_t farol_freeze_leaves(uint64_t upto) {
+    uint64_t prev = frozen_upto;
+    frozen_upto = upto == FAROL_FREEZE_NOW ? atomic_load(&next_seq) : upto;
+    return prev;
+}
+
+bool farol_takes_grad(const farol_tensor *t) {
+    if (grad_disabled || !t || !t->node) return false;
+    return !(t->node->op == FAROL_OP_LEAF && t->node->seq <= frozen_upto);
+}
+
 bool farol_needs_record(int n, farol_tensor *const *inputs) {
-    if (grad_disabled) return false;
     for (int i = 0; i < n; i++)
-        if (inputs[i] && inputs[i]->node) return true;
+        if (farol_takes_grad(inputs[i])) return true;
     return false;
 }
 
@@ -178,8 +190,10 @@ farol_tensor *farol_record_op(farol_op op, const farol_op_desc *d, farol_tensor 
     for (int i = 0; i < n; i++) {
         farol_edge *e = &node->inputs[i];
         if (!inputs[i]) continue;
-        e->fn = inputs[i]->node;
-        farol_node_retain(e->fn);
+        if (farol_takes_grad(inputs[i])) {
+            e->fn = inputs[i]->node;
+            farol_node_retain(e->fn);
+        }
         e->ndim = inputs[i]->ndim;
         memcpy(e->shape, inputs[i]->shape, sizeof e->shape);
         e->dtype = inputs[i]->dtype;

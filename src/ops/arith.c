@@ -410,7 +410,7 @@ static int fail_grads(farol_tensor **gin, int n)
 
 static bool wants(const farol_tensor *t)
 {
-    return t->requires_grad;
+    return farol_takes_grad(t);
 }
 
 static int null_args(const char *fn, int n, farol_tensor *const *ts)

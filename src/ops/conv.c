@@ -724,7 +724,7 @@ farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, co
     }
     /* dw needs x and dx needs w; db needs neither */
     out = farol_record(FAROL_OP_CONV2D, out, b ? 3 : 2, inputs,
-                       FAROL_SAVE(w->node ? xc : NULL, x->node ? wc : NULL),
+                       FAROL_SAVE(farol_takes_grad(w) ? xc : NULL, farol_takes_grad(x) ? wc : NULL),
                        &(farol_op_params){.conv = *o});
     farol_release(xc);
     farol_release(wc);

@@ -57,7 +57,8 @@ static int gather_inputs(farol_tensor *x, farol_tensor *w, farol_tensor *b,
     }
 
 /* g, x: (N, C, S) -> dx = g*scale[c] (dx may be NULL);
- * dw[c] = sum g*(x - mean[c])*invstd[c], db[c] = sum g (either may be NULL) */
+ * dw[c] = sum g*(x - mean[c])*invstd[c], db[c] = sum g (either may be NULL;
+ * x is read for dw only and may be NULL without it) */
 #define BN_BACKWARD(T)                                                                    \
     static void bn_backward_##T(T *dx, double *dw, double *db, const T *g, const T *x,    \
                                 const double *scale, const double *mean,                  \
@@ -78,7 +79,7 @@ static int gather_inputs(farol_tensor *x, farol_tensor *w, farol_tensor *b,
             double sw = 0, sb = 0;                                                        \
             T m = (T)mean[c], is = (T)invstd[c];                                          \
             for (int64_t n = 0; n < N; n++) {                                             \
-                const T *gr = g + (n * C + c) * S, *xr = x + (n * C + c) * S;             \
+                const T *gr = g + (n * C + c) * S, *xr = x ? x + (n * C + c) * S : gr;   \
                 T rw = 0, rb = 0;                                                         \
                 _Pragma("omp simd reduction(+ : rw, rb)")                                 \
                 for (int64_t s = 0; s < S; s++) {                                         \
@@ -174,8 +175,11 @@ farol_tensor *farol_batch_norm(farol_tensor *x, farol_tensor *mean, farol_tensor
 
     farol_tensor *in[3];
     int iw, ib, k = gather_inputs(x, w, b, in, &iw, &ib);
-    /* saved: 0 x (compute dtype), 1 mean, 2 var, 3 w (or an empty slot) */
-    out = farol_record(FAROL_OP_BATCH_NORM, out, k, in, FAROL_SAVE(xc, mean, var, w),
+    /* saved: 0 x (compute dtype) when w takes a gradient (only dw reads it:
+     * dx needs the per-channel scale alone), 1 mean, 2 var, 3 w (or an
+     * empty slot) */
+    out = farol_record(FAROL_OP_BATCH_NORM, out, k, in,
+                       FAROL_SAVE(farol_takes_grad(w) ? xc : NULL, mean, var, w),
                        &(farol_op_params){.norm = {.iw = iw, .ib = ib, .eps = eps}});
 done:
     farol_free(buf);
@@ -197,14 +201,18 @@ int farol_batch_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     int iw = n->p.norm.iw, ib = n->p.norm.ib;
     bool need_x = n->inputs[0].need, need_w = iw >= 0 && n->inputs[iw].need,
          need_b = ib >= 0 && n->inputs[ib].need;
-    farol_tensor *x = farol_saved(n, 0), *mean = farol_saved(n, 1), *var = farol_saved(n, 2);
-    farol_tensor *w = iw >= 0 ? farol_saved(n, 3) : NULL;
-    if (!x || !mean || !var || (iw >= 0 && !w)) return -1;
+    farol_tensor *x = need_w ? farol_saved(n, 0) : NULL, *mean = farol_saved(n, 1),
+                 *var = farol_saved(n, 2), *w = iw >= 0 ? farol_saved(n, 3) : NULL;
+    if ((need_w && !x) || !mean || !var || (iw >= 0 && !w)) return -1;
 
     int rc = -1;
+    const farol_edge *ex = &n->inputs[0];
     int64_t N, C, S;
-    bn_sizes(x->ndim, x->shape, &N, &C, &S);
-    farol_tensor *g = farol_cast_raw(gout, x->dtype), *dx = NULL;
+    bn_sizes(ex->ndim, ex->shape, &N, &C, &S);
+    bool f64 = ex->dtype == FAROL_F64 || (iw >= 0 && n->inputs[iw].dtype == FAROL_F64) ||
+               (ib >= 0 && n->inputs[ib].dtype == FAROL_F64);
+    farol_dtype dt = f64 ? FAROL_F64 : FAROL_F32; /* the forward's compute dtype */
+    farol_tensor *g = farol_cast_raw(gout, dt), *dx = NULL;
     double *buf = farol_malloc((size_t)(5 * C + 1) * sizeof *buf);
     if (!g || !buf) {
         if (g) farol_set_error("farol: batch_norm backward: out of memory");
@@ -213,13 +221,14 @@ int farol_batch_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     double *mu = buf, *invstd = buf + C, *scale = buf + 2 * C, *dw = buf + 3 * C,
            *db = buf + 4 * C;
     bn_channel_params(C, mean, var, w, NULL, n->p.norm.eps, mu, invstd, scale, NULL);
-    if (need_x && !(dx = farol_empty(x->ndim, x->shape, x->dtype))) goto done;
-    if (x->dtype == FAROL_F32)
+    if (need_x && !(dx = farol_empty(ex->ndim, ex->shape, dt))) goto done;
+    const void *xd = x ? farol_data(x) : NULL;  /* read for dw only */
+    if (dt == FAROL_F32)
         bn_backward_float(dx ? farol_data(dx) : NULL, need_w ? dw : NULL, need_b ? db : NULL,
-                          farol_data(g), farol_data(x), scale, mu, invstd, N, C, S);
+                          farol_data(g), xd, scale, mu, invstd, N, C, S);
     else
         bn_backward_double(dx ? farol_data(dx) : NULL, need_w ? dw : NULL, need_b ? db : NULL,
-                           farol_data(g), farol_data(x), scale, mu, invstd, N, C, S);
+                           farol_data(g), xd, scale, mu, invstd, N, C, S);
     if (need_x && !(gin[0] = to_input_dtype(dx, &n->inputs[0]))) goto done;
     if (need_w && !(gin[iw] = channel_grad(dw, C, &n->inputs[iw]))) goto done;
     if (need_b && !(gin[ib] = channel_grad(db, C, &n->inputs[ib]))) goto done;

@@ -17,7 +17,8 @@ static const char *const unary_names[FAROL_UNARY_COUNT] = {
 #undef X_NAME
 };
 
-/* backward is cheaper from the output for these; sign saves nothing */
+/* backward is cheaper from the output for these; sign saves nothing, relu
+ * a mask (relu_recorded) */
 static const bool saves_output[FAROL_UNARY_COUNT] = {
     [FAROL_EXP] = true,  [FAROL_SQRT] = true, [FAROL_RSQRT] = true,
     [FAROL_TANH] = true, [FAROL_SIGMOID] = true, [FAROL_RELU] = true,
@@ -145,6 +146,22 @@ enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
         }                                                                             \
     }                                                                                 \
                                                                                       \
+    /* relu keeping its mask for backward: m[i] = 1 where the gradient      \
+     * passes (x > 0, or NaN), the rule of unary_bwd's FAROL_RELU */           \
+    static void relu_mask_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
+                                    const T *restrict x, int64_t n)                   \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        CHEAP(o[i] = x[i] < 0 ? 0 : x[i]; m[i] = !(x[i] <= 0));                       \
+    }                                                                                 \
+                                                                                      \
+    static void relu_mask_bwd_##SFX(T *restrict gi, const T *restrict g,              \
+                                    const uint8_t *restrict m, int64_t n)             \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        CHEAP(gi[i] = m[i] ? g[i] : 0);                                               \
+    }                                                                                 \
+                                                                                      \
     static void param_fwd_##SFX(int kind, const double *prm, T *restrict o,           \
                                 const T *restrict x, int64_t n)                       \
     {                                                                                 \
@@ -227,6 +244,43 @@ static int pointwise_grad(farol_node *n, farol_tensor *gout, farol_tensor *s, bw
 
 /* ---- farol_unary ---- */
 
+/* ReLU's backward needs only where the gradient passes: one byte per
+ * element (a quarter of a float32 output, an eighth of a float64 one),
+ * kept in an internal int64 tensor of ceil(n / 8) elements that holds the
+ * bytes.  Recorded as relu; takes over xc and out. */
+static farol_tensor *relu_recorded(farol_tensor *x, farol_tensor *xc, farol_tensor *out)
+{
+    int64_t n = farol_numel(out), words = (n + 7) / 8;
+    farol_tensor *mask = farol_empty(1, &words, FAROL_I64);
+    if (!mask) {
+        farol_release(out);
+        out = NULL;
+    } else if (x->dtype == FAROL_F32) {
+        FAROL_ISA_DISPATCH(relu_mask_fwd_f32, (farol_data(out), farol_data(mask), farol_data(xc), n));
+    } else {
+        FAROL_ISA_DISPATCH(relu_mask_fwd_f64, (farol_data(out), farol_data(mask), farol_data(xc), n));
+    }
+    out = farol_record(FAROL_OP_UNARY, out, 1, &x, FAROL_SAVE(mask),
+                       &(farol_op_params){.pw = {.kind = FAROL_RELU}});
+    farol_release(mask);
+    farol_release(xc);
+    return out;
+}
+
+static int relu_backward(farol_node *n, farol_tensor *gout, farol_tensor *mask, farol_tensor **gin)
+{
+    const farol_edge *e = &n->inputs[0];
+    farol_tensor *g = contig_as(gout, e->dtype);
+    farol_tensor *gi = g ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
+    if (gi && e->dtype == FAROL_F32)
+        FAROL_ISA_DISPATCH(relu_mask_bwd_f32, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
+    else if (gi)
+        FAROL_ISA_DISPATCH(relu_mask_bwd_f64, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
+    farol_release(g);
+    gin[0] = gi;
+    return gi ? 0 : -1;
+}
+
 farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op)
 {
     if ((unsigned)op >= FAROL_UNARY_COUNT) {
@@ -243,6 +297,8 @@ farol_tensor *farol_unary(farol_tensor *x, farol_unary_op op)
         return NULL;
     }
     int64_t n = farol_numel(out);
+    if (op == FAROL_RELU && farol_needs_record(1, &x))
+        return relu_recorded(x, xc, out);
     if (x->dtype == FAROL_F32)
         FAROL_ISA_DISPATCH(unary_fwd_f32, (op, farol_data(out), farol_data(xc), n));
     else
@@ -277,6 +333,8 @@ int farol_unary_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
     farol_tensor *s = farol_saved(n, 0);
     if (!s)
         return -1;
+    if (op == FAROL_RELU)
+        return relu_backward(n, gout, s, gin);
     return pointwise_grad(n, gout, s, unary_bwd_run, &op, gin);
 }
 

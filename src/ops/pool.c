@@ -157,7 +157,7 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
     } while (0)
 
 #define DEFINE_MAX_FORWARD(T, NAME)                                                            \
-    static void NAME(const pool_plan *p, T *out, int64_t *idx, const T *x) {                   \
+    static void NAME(const pool_plan *p, T *out, int32_t *idx, const T *x) {                   \
         int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
         int64_t work = p->planes * HW;                                                         \
         bool k3 = p->kh == 3 && p->kw == 3;                                                    \
@@ -186,14 +186,14 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
                                 MAX_TAKE(T, xp[i], i);                                         \
                     }                                                                          \
                     out[pl * OHW + oh * OW + ow] = best;                                       \
-                    if (idx) idx[pl * OHW + oh * OW + ow] = bi;                                \
+                    if (idx) idx[pl * OHW + oh * OW + ow] = (int32_t)bi;                       \
                 }                                                                              \
             }                                                                                  \
     }
 
 /* the common 2x2 window at stride 2 without padding, straight-line */
 #define DEFINE_MAX_FORWARD_2X2(T, NAME)                                                        \
-    static void NAME(const pool_plan *p, T *out, int64_t *idx, const T *x) {                   \
+    static void NAME(const pool_plan *p, T *out, int32_t *idx, const T *x) {                   \
         int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
         int64_t work = p->planes * HW;                                                         \
         _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                  \
@@ -207,14 +207,14 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
                     MAX_TAKE(T, r[W + 2 * ow], i + W);                                         \
                     MAX_TAKE(T, r[W + 2 * ow + 1], i + W + 1);                                 \
                     out[pl * OHW + oh * OW + ow] = best;                                       \
-                    if (idx) idx[pl * OHW + oh * OW + ow] = bi;                                \
+                    if (idx) idx[pl * OHW + oh * OW + ow] = (int32_t)bi;                       \
                 }                                                                              \
             }                                                                                  \
     }
 
 /* gout: (P, OH, OW), idx -> gx: (P, H, W); overlapping windows add */
 #define DEFINE_MAX_BACKWARD(T, NAME)                                                            \
-    static void NAME(const pool_plan *p, T *gx, const T *gout, const int64_t *idx) {            \
+    static void NAME(const pool_plan *p, T *gx, const T *gout, const int32_t *idx) {            \
         int64_t HW = p->H * p->W, OHW = p->OH * p->OW;                                          \
         int64_t work = p->planes * HW;                                                          \
         _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                   \
@@ -328,10 +328,18 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
     bool two = k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && pad[0] == 0 && pad[1] == 0 &&
                2 * p.OH <= p.H && 2 * p.OW <= p.W;  /* ceil_mode: a last partial window */
-    /* the argmax is kept for backward */
-    farol_tensor *idx = out && rec ? farol_empty(out->ndim, out->shape, FAROL_I64) : NULL;
+    /* the argmax in its plane is kept for backward, as int32 (half of
+     * int64): an internal int64 tensor of ceil(n / 2) elements holds them */
+    if (rec && p.H * p.W > INT32_MAX) {
+        farol_set_error("farol: max_pool2d: planes of more than 2^31 - 1 elements (%lld x %lld) "
+                        "cannot be recorded for backward", (long long)p.H, (long long)p.W);
+        farol_release(out);
+        out = NULL;
+    }
+    int64_t words = out ? (farol_numel(out) + 1) / 2 : 0;
+    farol_tensor *idx = out && rec ? farol_empty(1, &words, FAROL_I64) : NULL;
     if (out && (idx || !rec)) {
-        int64_t *ip = idx ? farol_data(idx) : NULL;
+        int32_t *ip = idx ? farol_data(idx) : NULL;
         bool f32 = x->dtype == FAROL_F32;
         if (two && f32) FAROL_ISA_DISPATCH(max_forward_2x2_f32, (&p, farol_data(out), ip, farol_data(xc)));
         else if (two) FAROL_ISA_DISPATCH(max_forward_2x2_f64, (&p, farol_data(out), ip, farol_data(xc)));
@@ -354,9 +362,9 @@ int farol_max_pool2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     farol_tensor *idx = farol_saved(n, 0);
     if (!idx) return -1;
     pool_plan p = {
-        .planes = farol_numel(idx) / (idx->shape[idx->ndim - 2] * idx->shape[idx->ndim - 1]),
+        .planes = farol_numel(gout) / (gout->shape[gout->ndim - 2] * gout->shape[gout->ndim - 1]),
         .H = e->shape[e->ndim - 2], .W = e->shape[e->ndim - 1],
-        .OH = idx->shape[idx->ndim - 2], .OW = idx->shape[idx->ndim - 1],
+        .OH = gout->shape[gout->ndim - 2], .OW = gout->shape[gout->ndim - 1],
     };
     farol_tensor *gc = farol_cast_raw(gout, e->dtype);
     farol_tensor *gx = gc ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
