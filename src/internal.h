@@ -214,6 +214,9 @@ void farol_free(void *p);
 int64_t farol_live_allocs(void);         /* blocks not yet freed (for the tests) */
 void *farol_aligned_alloc(size_t n);
 void farol_aligned_free(void *p);
+/* the freed-buffer cache (alloc.c): off in sanitizer builds; bytes it holds */
+bool farol_buffer_cache_enabled(void);
+size_t farol_cached_bytes(void);
 
 /* a regular file opened for reading (its size in *size), without blocking
  * on a FIFO or a device; NULL with the reason written to why otherwise */

@@ -105,8 +105,23 @@ size_t farol_live_bytes(void) { return atomic_load(&live_bytes); }
 /* A cache of freed large buffers.  An attribution loop allocates the same
  * activation sizes on every call; handing them back without returning them
  * to the kernel saves the page faults of touching fresh memory (measured at
- * several times the cost of the copy itself for big activations).  Bounded
- * in count and bytes; disabled in sanitizer builds so that use-after-free is
+ * several times the cost of the copy itself for big activations, and a
+ * fault is ~5 us per 4 KiB page on a virtual machine).
+ *
+ * Large blocks are mapped directly (mmap), so that a block the cache lets
+ * go returns to the kernel at once (glibc's malloc raises its mmap
+ * threshold after freeing big blocks and keeps blocks up to 32 MiB in its
+ * heap).  A request takes the smallest cached block that holds it, even a
+ * much larger one: activations shrink layer after layer, so the blocks a
+ * backward frees serve the next forward's smaller tensors.
+ *
+ * The cap follows the working set: the mapped bytes of blocks in use plus
+ * those cached stay within 1.5x the peak of blocks in use (and the cache
+ * within CACHE_MAX_BYTES).  Over the cap the oldest cached blocks go first:
+ * leftovers of building a model (random init temporaries) go as soon as an
+ * attribution needs the room.  Replaying a ResNet-18 attribution's
+ * allocations, 1.5x is the smallest factor that leaves no fresh block in a
+ * repeated call.  Disabled in sanitizer builds so that use-after-free is
  * still caught. */
 #define CACHE_MIN_BYTES ((size_t)1 << 20)
 #define CACHE_SLOTS 64
@@ -116,83 +131,162 @@ size_t farol_live_bytes(void) { return atomic_load(&live_bytes); }
 #define USE_CACHE 0
 #else
 #define USE_CACHE 1
+#include <sys/mman.h>
 #endif
+
+/* a block's 64-byte header: the size asked for (live bytes count it) and,
+ * for a mapped block, its usable bytes after the header */
+typedef struct {
+    size_t n, cap;
+} block_head;
+
+static block_head *head(char *raw) { return (block_head *)raw; }
 
 static struct {
     pthread_mutex_t lock;
-    char *block[CACHE_SLOTS];
-    size_t total;
+    char *block[CACHE_SLOTS]; /* oldest first */
+    size_t total;             /* their cap bytes */
+    size_t held, peak_held;   /* cap bytes of mapped blocks in use, and their peak */
     int n;
-} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0};
+} cache = {PTHREAD_MUTEX_INITIALIZER, {0}, 0, 0, 0, 0};
 
-static size_t block_size(const char *raw) { return *(const size_t *)raw; }
+bool farol_buffer_cache_enabled(void) { return USE_CACHE; }
 
-/* Cached buffers come in size classes, eight per power of two (at most
- * 12.5 % over the size asked for), so that a block freed by one op serves
- * the next op's slightly different size (oneDNN's reorder buffers, a
- * layer's output after another's) instead of sitting in the cache beside a
- * new one.  The block's header keeps the size asked for (live bytes count
- * that); the memory behind it is the class size. */
-static size_t size_class(size_t n) {
-    if (n < CACHE_MIN_BYTES) return n;
-    size_t step = (size_t)1 << (63 - __builtin_clzll((unsigned long long)n) - 3);
-    return (n + step - 1) / step * step;
+size_t farol_cached_bytes(void) {
+    pthread_mutex_lock(&cache.lock);
+    size_t t = cache.total;
+    pthread_mutex_unlock(&cache.lock);
+    return t;
 }
 
-static char *cache_take(size_t n) {
-    char *found = NULL;
-    size_t c = size_class(n);
+#if USE_CACHE
+/* Mapped sizes come in classes, eight per power of two (at most 12.5 % over
+ * the size asked for), so that a block serves later requests of slightly
+ * different sizes (oneDNN's reorder buffers, a layer's output after
+ * another's). */
+static size_t map_bytes(size_t n) {
+    size_t step = (size_t)1 << (63 - __builtin_clzll((unsigned long long)n) - 3);
+    return ((n + step - 1) / step * step + 64 + 4095) & ~(size_t)4095;
+}
+
+static void unmap(char *raw) { munmap(raw, head(raw)->cap + 64); }
+
+/* under cache.lock: moves the oldest blocks to out until the cache holds at
+ * most `keep` bytes; returns how many (unmapped outside the lock) */
+static int evict_locked(size_t keep, char **out) {
+    int k = 0;
+    while (k < cache.n && cache.total > keep) {
+        cache.total -= head(cache.block[k])->cap;
+        out[k] = cache.block[k];
+        k++;
+    }
+    memmove(cache.block, cache.block + k, (size_t)(cache.n - k) * sizeof *cache.block);
+    cache.n -= k;
+    return k;
+}
+
+/* under cache.lock: the bytes the cache may hold now */
+static size_t room_locked(void) {
+    size_t limit = cache.peak_held / 2 * 3, room = limit > cache.held ? limit - cache.held : 0;
+    return room < CACHE_MAX_BYTES ? room : CACHE_MAX_BYTES;
+}
+
+static void unmap_all(char **blocks, int n) {
+    for (int i = 0; i < n; i++) unmap(blocks[i]);
+}
+
+/* a cached block for n bytes, or a new mapping; NULL when out of memory */
+static char *big_alloc(size_t n) {
+    char *found = NULL, *evicted[CACHE_SLOTS];
+    int k = 0;
     pthread_mutex_lock(&cache.lock);
-    for (int i = 0; i < cache.n; i++)
-        if (size_class(block_size(cache.block[i])) == c) {
-            found = cache.block[i];
-            cache.total -= block_size(found);
-            cache.block[i] = cache.block[--cache.n];
-            break;
-        }
+    int best = -1;
+    /* the newest of the smallest that fit, at most 32x too big */
+    for (int i = cache.n - 1; i >= 0; i--) {
+        size_t c = head(cache.block[i])->cap;
+        if (c >= n && c / 32 <= n && (best < 0 || c < head(cache.block[best])->cap)) best = i;
+    }
+    if (best >= 0) {
+        found = cache.block[best];
+        cache.total -= head(found)->cap;
+        memmove(cache.block + best, cache.block + best + 1,
+                (size_t)(cache.n - 1 - best) * sizeof *cache.block);
+        cache.n--;
+    } else {
+        /* the new block counts as held: make room for it first */
+        size_t cap = map_bytes(n) - 64;
+        cache.held += cap;
+        if (cache.held > cache.peak_held) cache.peak_held = cache.held;
+        k = evict_locked(room_locked(), evicted);
+        cache.held -= cap;
+    }
+    if (found) {
+        cache.held += head(found)->cap;
+        if (cache.held > cache.peak_held) cache.peak_held = cache.held;
+    }
     pthread_mutex_unlock(&cache.lock);
-    if (found) *(size_t *)found = n;
+    unmap_all(evicted, k);
+    if (!found) {
+        size_t len = map_bytes(n);
+        void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return NULL;
+        found = p;
+        head(found)->cap = len - 64;
+        pthread_mutex_lock(&cache.lock);
+        cache.held += len - 64;
+        pthread_mutex_unlock(&cache.lock);
+    }
+    head(found)->n = n;
     return found;
 }
 
-/* keeps raw, evicting the oldest blocks when over budget; false if refused */
-static bool cache_put(char *raw) {
-    size_t n = block_size(raw);
-    if (n > CACHE_MAX_BYTES / 4) return false;
-    char *evicted[CACHE_SLOTS];
-    int n_evicted = 0;
+/* keeps raw for reuse (the oldest blocks go to make room), or unmaps it */
+static void big_free(char *raw) {
+    size_t cap = head(raw)->cap;
+    char *evicted[CACHE_SLOTS + 1];
     pthread_mutex_lock(&cache.lock);
-    while (cache.n > 0 && (cache.n == CACHE_SLOTS || cache.total + n > CACHE_MAX_BYTES)) {
-        evicted[n_evicted++] = cache.block[0];
-        cache.total -= block_size(cache.block[0]);
-        memmove(cache.block, cache.block + 1, (size_t)(cache.n - 1) * sizeof *cache.block);
-        cache.n--;
+    cache.held -= cap;
+    size_t room = room_locked();
+    int k = 0;
+    if (cap <= room) {
+        k = evict_locked(room - cap, evicted);
+        if (cache.n == CACHE_SLOTS) k += evict_locked(cache.total - head(cache.block[0])->cap, evicted + k);
+        cache.block[cache.n++] = raw;
+        cache.total += cap;
+    } else {
+        evicted[k++] = raw;
     }
-    cache.block[cache.n++] = raw;
-    cache.total += n;
     pthread_mutex_unlock(&cache.lock);
-    for (int i = 0; i < n_evicted; i++) free(evicted[i]);
-    return true;
+    unmap_all(evicted, k);
 }
+#endif
 
 void farol_release_cached_memory(void) {
+#if USE_CACHE
+    char *evicted[CACHE_SLOTS];
     pthread_mutex_lock(&cache.lock);
-    while (cache.n > 0) free(cache.block[--cache.n]);
-    cache.total = 0;
+    int k = evict_locked(0, evicted);
+    cache.peak_held = cache.held; /* the working set is measured again from here */
     pthread_mutex_unlock(&cache.lock);
+    unmap_all(evicted, k);
+#endif
 }
 
 /* 64-byte aligned, with the size kept in front so live bytes can be counted */
 void *farol_aligned_alloc(size_t n) {
     if (should_fail()) return NULL;
     if (n > ((size_t)1 << 46)) return NULL;  /* 64 TiB: refuse before rounding overflows */
-    char *raw = USE_CACHE && n >= CACHE_MIN_BYTES ? cache_take(n) : NULL;
-    if (!raw) {
-        size_t total = ((USE_CACHE ? size_class(n) : n) + 64 + 63) & ~(size_t)63;
-        raw = aligned_alloc(64, total);
-        if (!raw) return NULL;
-        *(size_t *)raw = n;
+    char *raw;
+#if USE_CACHE
+    if (n >= CACHE_MIN_BYTES) raw = big_alloc(n);
+    else
+#endif
+    {
+        raw = aligned_alloc(64, (n + 64 + 63) & ~(size_t)63);
+        if (raw) head(raw)->cap = 0;
     }
+    if (!raw) return NULL;
+    head(raw)->n = n;
     atomic_fetch_add(&live_bytes, n);
     return raw + 64;
 }
@@ -200,8 +294,12 @@ void *farol_aligned_alloc(size_t n) {
 void farol_aligned_free(void *p) {
     if (!p) return;
     char *raw = (char *)p - 64;
-    size_t n = block_size(raw);
-    atomic_fetch_sub(&live_bytes, n);
-    if (USE_CACHE && n >= CACHE_MIN_BYTES && cache_put(raw)) return;
+    atomic_fetch_sub(&live_bytes, head(raw)->n);
+#if USE_CACHE
+    if (head(raw)->cap) {
+        big_free(raw);
+        return;
+    }
+#endif
     free(raw);
 }
