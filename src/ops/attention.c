@@ -90,6 +90,16 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
  * fwd: scores (L x S) of task t in sc, scaled; adds, forbids, softmax.
  * bwd: ds (L x S) holds dP; becomes dS / scale, zero where forbidden. */
 #define LANES 16
+/* lane[0] = OP over lane[0..15] as a fixed tree; the widths are constants
+ * so that the halves are combined as vectors (a loop over a variable width
+ * compiled to a chain of scalar adds, a third of a row's time) */
+#define LANE_TREE(lane, OP)                                                                    \
+    do {                                                                                       \
+        { const int w = 8; for (int j = 0; j < 8; j++) OP; }                                   \
+        { const int w = 4; for (int j = 0; j < 4; j++) OP; }                                   \
+        { const int w = 2; for (int j = 0; j < 2; j++) OP; }                                   \
+        { const int w = 1; for (int j = 0; j < 1; j++) OP; }                                   \
+    } while (0)
 #define DEF_ATTN(T, SUF, EXP)                                                                  \
     /* softmax of one unit-stride row in place, in LANES partial sums (a row                   \
      * of -inf, every key forbidden, gives NaN) */                                             \
@@ -100,7 +110,8 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
         for (; i + LANES <= n; i += LANES)                                                     \
             for (int j = 0; j < LANES; j++) lane[j] = x[i + j] > lane[j] ? x[i + j] : lane[j]; \
         for (; i < n; i++) m = x[i] > m ? x[i] : m;                                            \
-        for (int j = 0; j < LANES; j++) m = lane[j] > m ? lane[j] : m;                         \
+        LANE_TREE(lane, lane[j] = lane[j + w] > lane[j] ? lane[j + w] : lane[j]);              \
+        m = lane[0] > m ? lane[0] : m;                                                         \
         T tail = 0;                                                                            \
         for (int j = 0; j < LANES; j++) lane[j] = 0;                                           \
         for (i = 0; i + LANES <= n; i += LANES)                                                \
@@ -114,8 +125,7 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
             x[i] = e;                                                                          \
             tail += e;                                                                         \
         }                                                                                      \
-        for (int w = LANES / 2; w >= 1; w /= 2)                                                \
-            for (int j = 0; j < w; j++) lane[j] += lane[j + w];                                \
+        LANE_TREE(lane, lane[j] += lane[j + w]);                                               \
         T inv = (T)1 / (lane[0] + tail);                                                       \
         _Pragma("omp simd")                                                                    \
         for (i = 0; i < n; i++) x[i] *= inv;                                                   \
@@ -128,8 +138,7 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
         for (; i + LANES <= n; i += LANES)                                                     \
             for (int j = 0; j < LANES; j++) lane[j] += g[i + j] * y[i + j];                    \
         for (; i < n; i++) tail += g[i] * y[i];                                                \
-        for (int w = LANES / 2; w >= 1; w /= 2)                                                \
-            for (int j = 0; j < w; j++) lane[j] += lane[j + w];                                \
+        LANE_TREE(lane, lane[j] += lane[j + w]);                                               \
         T dot = lane[0] + tail;                                                                \
         _Pragma("omp simd")                                                                    \
         for (i = 0; i < n; i++) g[i] = y[i] * (g[i] - dot);                                    \
