@@ -101,9 +101,11 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
         { const int w = 1; for (int j = 0; j < 1; j++) OP; }                                   \
     } while (0)
 #define DEF_ATTN(T, SUF, EXP)                                                                  \
-    /* softmax of one unit-stride row in place, in LANES partial sums (a row                   \
-     * of -inf, every key forbidden, gives NaN) */                                             \
-    static inline __attribute__((always_inline)) void softmax_row_##SUF(T *x, int64_t n) {     \
+    /* softmax of one unit-stride row in place, in LANES partial sums; gives                   \
+     * the row's max and 1 / sum, from which backward makes the row again (a                   \
+     * row of -inf, every key forbidden, gives NaN) */                                         \
+    static inline __attribute__((always_inline)) void softmax_row_##SUF(T *x, int64_t n,       \
+                                                                      T *m_out, T *inv_out) {  \
         T lane[LANES], m = -INFINITY;                                                          \
         for (int j = 0; j < LANES; j++) lane[j] = -INFINITY;                                   \
         int64_t i = 0;                                                                         \
@@ -129,6 +131,8 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
         T inv = (T)1 / (lane[0] + tail);                                                       \
         _Pragma("omp simd")                                                                    \
         for (i = 0; i < n; i++) x[i] *= inv;                                                   \
+        *m_out = m;                                                                            \
+        *inv_out = inv;                                                                        \
     }                                                                                          \
     /* dP -> dS / scale = P * (dP - sum(dP * P)) in place */                                   \
     static inline __attribute__((always_inline)) void softmax_row_bwd_##SUF(T *g, const T *y,  \
@@ -143,22 +147,45 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
         _Pragma("omp simd")                                                                    \
         for (i = 0; i < n; i++) g[i] = y[i] * (g[i] - dot);                                    \
     }                                                                                          \
-    static void rows_fwd_##SUF(const plan *p, int64_t t, T *sc, uint32_t *fb) {                \
+    /* row i of task t's scores: the additive mask, then the forbidden keys */                 \
+    static inline __attribute__((always_inline)) void mask_row_##SUF(const plan *p, int64_t t, \
+                                                                   int64_t i, T *row,          \
+                                                                   uint32_t *fb) {             \
+        int64_t S = p->S;                                                                      \
+        if (p->add.base) {                                                                     \
+            const T *a = (const T *)p->add.base + p->add.off[t] + i * p->add.rs;               \
+            int64_t cs = p->add.cs;                                                            \
+            if (cs == 1)                                                                       \
+                _Pragma("omp simd") for (int64_t j = 0; j < S; j++) row[j] += a[j];            \
+            else                                                                               \
+                for (int64_t j = 0; j < S; j++) row[j] += a[j * cs];                           \
+        }                                                                                      \
+        if (forbid_row(p, t, i, fb))                                                           \
+            _Pragma("omp simd") for (int64_t j = 0; j < S; j++)                                \
+                row[j] = fb[j] ? (T)-INFINITY : row[j];                                        \
+    }                                                                                          \
+    /* scores (L x S) of task t in sc -> probabilities; st: (L, 2) max and                     \
+     * 1 / sum per row, or NULL */                                                             \
+    static void rows_fwd_##SUF(const plan *p, int64_t t, T *sc, uint32_t *fb, T *st) {         \
+        T m, inv;                                                                              \
+        for (int64_t i = 0; i < p->L; i++) {                                                   \
+            mask_row_##SUF(p, t, i, sc + i * p->S, fb);                                        \
+            softmax_row_##SUF(sc + i * p->S, p->S, &m, &inv);                                  \
+            if (st) {                                                                          \
+                st[2 * i] = m;                                                                 \
+                st[2 * i + 1] = inv;                                                           \
+            }                                                                                  \
+        }                                                                                      \
+    }                                                                                          \
+    /* the same probabilities again from the scores and the saved stats: the                   \
+     * operations of softmax_row, so the same bits */                                          \
+    static void rows_again_##SUF(const plan *p, int64_t t, T *sc, uint32_t *fb, const T *st) { \
         int64_t S = p->S;                                                                      \
         for (int64_t i = 0; i < p->L; i++) {                                                   \
-            T *row = sc + i * S;                                                               \
-            if (p->add.base) {                                                                 \
-                const T *a = (const T *)p->add.base + p->add.off[t] + i * p->add.rs;           \
-                int64_t cs = p->add.cs;                                                        \
-                if (cs == 1)                                                                   \
-                    _Pragma("omp simd") for (int64_t j = 0; j < S; j++) row[j] += a[j];        \
-                else                                                                           \
-                    for (int64_t j = 0; j < S; j++) row[j] += a[j * cs];                       \
-            }                                                                                  \
-            if (forbid_row(p, t, i, fb))                                                       \
-                _Pragma("omp simd") for (int64_t j = 0; j < S; j++)                            \
-                    row[j] = fb[j] ? (T)-INFINITY : row[j];                                    \
-            softmax_row_##SUF(row, S);                                                         \
+            T *row = sc + i * S, m = st[2 * i], inv = st[2 * i + 1];                           \
+            mask_row_##SUF(p, t, i, row, fb);                                                  \
+            _Pragma("omp simd") for (int64_t j = 0; j < S; j++) row[j] = EXP(row[j] - m);      \
+            _Pragma("omp simd") for (int64_t j = 0; j < S; j++) row[j] *= inv;                 \
         }                                                                                      \
     }                                                                                          \
     static void rows_bwd_##SUF(const plan *p, int64_t t, T *ds, const T *P, uint32_t *fb) {    \
@@ -171,37 +198,40 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
                     row[j] = fb[j] ? (T)0 : row[j];                                            \
         }                                                                                      \
     }                                                                                          \
-    /* P: (T, L, S) probabilities kept for backward, or NULL (scratch used) */                 \
-    static void fwd_##SUF(const plan *p, tmat o, T *P, T *scratch, bool par) {                 \
+    /* scratch per thread: S flags, then 2 L x S blocks; st: (T, L, 2) row                     \
+     * stats kept for backward, or NULL */                                                     \
+    static void fwd_##SUF(const plan *p, tmat o, T *st, T *scratch, bool par) {                \
         int64_t L = p->L, S = p->S;                                                            \
         _Pragma("omp parallel for schedule(static) if (par)")                                  \
-        for (int64_t t = 0; t < p->ntask; t++) {                                                   \
-            T *mine = scratch + omp_get_thread_num() * (L + 1) * S;                            \
-            T *sc = P ? P + t * L * S : mine + S;                                              \
+        for (int64_t t = 0; t < p->ntask; t++) {                                               \
+            T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *sc = mine + S;        \
             tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
                   AT(p->k, t, T), p->k.ld, sc, S);                                             \
-            rows_fwd_##SUF(p, t, sc, (uint32_t *)mine);                                        \
+            rows_fwd_##SUF(p, t, sc, (uint32_t *)mine, st ? st + t * L * 2 : NULL);            \
             tgemm(p->dt, false, false, L, p->Dv, S, 1, sc, S, AT(p->v, t, T), p->v.ld,         \
                   AT(o, t, T), o.ld);                                                          \
         }                                                                                      \
     }                                                                                          \
-    /* gq, gk, gv: base NULL when not wanted; dmask (T, L, S) or NULL */                       \
-    static void bwd_##SUF(const plan *p, const T *P, tmat go, tmat gq, tmat gk, tmat gv,       \
+    /* P made again from q k^T and the stats; gq, gk, gv: base NULL when not                   \
+     * wanted; dmask (T, L, S) or NULL */                                                      \
+    static void bwd_##SUF(const plan *p, const T *st, tmat go, tmat gq, tmat gk, tmat gv,      \
                           T *dmask, T *scratch, bool par) {                                    \
         int64_t L = p->L, S = p->S, D = p->D, Dv = p->Dv;                                      \
         bool need_ds = gq.base || gk.base || dmask;                                            \
         _Pragma("omp parallel for schedule(static) if (par)")                                  \
-        for (int64_t t = 0; t < p->ntask; t++) {                                                   \
-            const T *Pt = P + t * L * S;                                                       \
+        for (int64_t t = 0; t < p->ntask; t++) {                                               \
+            T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *P = mine + S;         \
+            tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
+                  AT(p->k, t, T), p->k.ld, P, S);                                              \
+            rows_again_##SUF(p, t, P, (uint32_t *)mine, st + t * L * 2);                       \
             if (gv.base) /* dV = P^T dO */                                                     \
-                tgemm(p->dt, true, false, S, Dv, L, 1, Pt, S, AT(go, t, T), go.ld,             \
+                tgemm(p->dt, true, false, S, Dv, L, 1, P, S, AT(go, t, T), go.ld,              \
                       AT(gv, t, T), gv.ld);                                                    \
             if (!need_ds) continue;                                                            \
-            T *mine = scratch + omp_get_thread_num() * (L + 1) * S;                            \
-            T *ds = dmask ? dmask + t * L * S : mine + S;                                      \
+            T *ds = dmask ? dmask + t * L * S : P + L * S;                                     \
             tgemm(p->dt, false, true, L, S, Dv, 1, AT(go, t, T), go.ld, AT(p->v, t, T),        \
                   p->v.ld, ds, S); /* dP = dO V^T */                                           \
-            rows_bwd_##SUF(p, t, ds, Pt, (uint32_t *)mine);                                    \
+            rows_bwd_##SUF(p, t, ds, P, (uint32_t *)mine);                                     \
             if (gq.base) /* dQ = dS K * scale */                                               \
                 tgemm(p->dt, false, false, L, D, S, p->scale, ds, S, AT(p->k, t, T), p->k.ld,  \
                       AT(gq, t, T), gq.ld);                                                    \
@@ -344,13 +374,9 @@ farol_attention_opts farol_attention_defaults(void) {
     return (farol_attention_opts){.attn_mask = NULL, .key_padding_mask = NULL, .scale = NAN};
 }
 
-/* the forward of both ops once the plan's matrices are set: masks, P, out */
-static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, const int64_t *bshape,
-                                 farol_tensor *out, tmat o, int n_in, farol_tensor **ins,
-                                 farol_tensor **save, int n_save_inputs,
-                                 const farol_attention_opts *opts) {
-    farol_tensor *am = opts ? opts->attn_mask : NULL, *kp = opts ? opts->key_padding_mask : NULL;
-    farol_tensor *P = NULL, *scratch = NULL;
+/* the plan's masks from attn_mask (either kind) and key_padding_mask */
+static void plan_masks(plan *p, offsets *ofs, int nb, const int64_t *bshape,
+                       const farol_tensor *am, const farol_tensor *kp) {
     p->add = p->forbid[0] = p->forbid[1] = (tmask){0};
     if (am) {
         tmask m = mask_of(am, nb, bshape, p->L, p->S, p->ntask, next_off(ofs));
@@ -358,35 +384,53 @@ static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, con
         else p->add = m;
     }
     if (kp) p->forbid[1] = kpm_of(kp, nb, bshape, p->ntask, next_off(ofs));
-    int64_t pshape[FAROL_MAX_DIMS + 2];
-    memcpy(pshape, bshape, nb * sizeof *pshape);
-    pshape[nb] = p->L;
-    pshape[nb + 1] = p->S;
+}
+
+/* a thread's scratch: S flags and two L x S blocks, for each thread */
+static farol_tensor *scratch_for(const plan *p) {
+    int64_t n = (int64_t)omp_get_max_threads() * (2 * p->L + 1) * p->S;
+    return farol_empty(1, &n, p->dt);
+}
+
+static bool go_parallel(const plan *p) {
+    return p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
+}
+
+/* The forward of both ops once the plan's matrices are set.  Saved for
+ * backward: the inputs as used (save[0 .. n_save_inputs)), each row's max
+ * and 1 / sum (the probabilities are made again from them: 16 bytes a row
+ * kept instead of S elements), and both masks. */
+static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, const int64_t *bshape,
+                                 farol_tensor *out, tmat o, int n_in, farol_tensor **ins,
+                                 farol_tensor **save, int n_save_inputs,
+                                 const farol_attention_opts *opts) {
+    farol_tensor *am = opts ? opts->attn_mask : NULL, *kp = opts ? opts->key_padding_mask : NULL;
+    farol_tensor *st = NULL, *scratch = scratch_for(p);
+    plan_masks(p, ofs, nb, bshape, am, kp);
+    int64_t sshape[FAROL_MAX_DIMS + 2];
+    memcpy(sshape, bshape, nb * sizeof *sshape);
+    sshape[nb] = p->L;
+    sshape[nb + 1] = 2;
     bool keep = farol_needs_record(n_in, ins);
-    int nt = omp_get_max_threads();
-    /* per thread: a row of forbidden flags, then (without P) the scores */
-    scratch = farol_empty(1, (int64_t[]){nt * (p->L + 1) * p->S}, p->dt);
-    if (keep && scratch) P = farol_empty(nb + 2, pshape, p->dt);
-    if (!scratch || (keep && !P)) {
+    if (keep && scratch) st = farol_empty(nb + 2, sshape, p->dt);
+    if (!scratch || (keep && !st)) {
         farol_release(scratch);
         farol_release(out);
         return NULL;
     }
-    bool par = p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
     farol_blas_ready();
-    void *pd = P ? farol_data(P) : NULL, *sd = farol_data(scratch);
+    void *sd = st ? farol_data(st) : NULL;
     if (p->dt == FAROL_F32)
-        FAROL_ISA_DISPATCH(fwd_f32, (p, o, pd, sd, par));
+        FAROL_ISA_DISPATCH(fwd_f32, (p, o, sd, farol_data(scratch), go_parallel(p)));
     else
-        FAROL_ISA_DISPATCH(fwd_f64, (p, o, pd, sd, par));
+        FAROL_ISA_DISPATCH(fwd_f64, (p, o, sd, farol_data(scratch), go_parallel(p)));
     farol_release(scratch);
-    /* saved: the inputs as used, P, and the forbidding masks */
-    save[n_save_inputs] = P;
-    save[n_save_inputs + 1] = am && am->dtype == FAROL_I64 ? am : NULL;
+    save[n_save_inputs] = st;
+    save[n_save_inputs + 1] = am;
     save[n_save_inputs + 2] = kp;
     farol_op_params prm = {.attn = {p->scale, nb == 2 ? bshape[1] : 0}};
     out = farol_record_op(op, &farol_ops[op], out, n_in, ins, n_save_inputs + 3, save, &prm);
-    farol_release(P);
+    farol_release(st);
     return out;
 }
 
@@ -539,40 +583,36 @@ done:
 /* ---- backward ---- */
 
 /* the backward of both ops: the plan's q, k, v set from the saved inputs;
- * go, gq, gk, gv set by the caller; P and the masks from the saved slots
- * after the inputs (first = their index) */
+ * go, gq, gk, gv set by the caller; the stats and the masks from the saved
+ * slots after the inputs (first = their index) */
 static int run_backward(farol_node *nd, plan *p, offsets *ofs, int first, int nb,
                         const int64_t *bshape, tmat go, tmat gq, tmat gk, tmat gv, int mask_in,
                         farol_tensor **gin) {
-    farol_tensor *P = farol_saved(nd, first);
-    if (!P) return -1;
-    p->add = p->forbid[0] = p->forbid[1] = (tmask){0};
-    if (nd->saved[first + 1]) {
-        farol_tensor *m = farol_saved(nd, first + 1);
-        if (!m) return -1;
-        p->forbid[0] = mask_of(m, nb, bshape, p->L, p->S, p->ntask, next_off(ofs));
-    }
-    if (nd->saved[first + 2]) {
-        farol_tensor *m = farol_saved(nd, first + 2);
-        if (!m) return -1;
-        p->forbid[1] = kpm_of(m, nb, bshape, p->ntask, next_off(ofs));
-    }
+    farol_tensor *st = farol_saved(nd, first), *am = NULL, *kp = NULL;
+    if (!st) return -1;
+    if (nd->saved[first + 1] && !(am = farol_saved(nd, first + 1))) return -1;
+    if (nd->saved[first + 2] && !(kp = farol_saved(nd, first + 2))) return -1;
+    plan_masks(p, ofs, nb, bshape, am, kp);
     bool want_mask = mask_in >= 0 && nd->inputs[mask_in].need;
-    int nt = omp_get_max_threads();
-    farol_tensor *dm = want_mask ? farol_empty(P->ndim, P->shape, p->dt) : NULL;
-    farol_tensor *scratch = farol_empty(1, (int64_t[]){nt * (p->L + 1) * p->S}, p->dt);
+    farol_tensor *dm = NULL, *scratch = scratch_for(p);
+    if (want_mask) {
+        int64_t dshape[FAROL_MAX_DIMS + 2];
+        memcpy(dshape, bshape, nb * sizeof *dshape);
+        dshape[nb] = p->L;
+        dshape[nb + 1] = p->S;
+        dm = farol_empty(nb + 2, dshape, p->dt);
+    }
     if ((want_mask && !dm) || !scratch) {
         farol_release(dm);
         farol_release(scratch);
         return -1;
     }
-    bool par = p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
     farol_blas_ready();
     void *dmd = want_mask ? farol_data(dm) : NULL, *sd = farol_data(scratch);
     if (p->dt == FAROL_F32)
-        FAROL_ISA_DISPATCH(bwd_f32, (p, farol_data(P), go, gq, gk, gv, dmd, sd, par));
+        FAROL_ISA_DISPATCH(bwd_f32, (p, farol_data(st), go, gq, gk, gv, dmd, sd, go_parallel(p)));
     else
-        FAROL_ISA_DISPATCH(bwd_f64, (p, farol_data(P), go, gq, gk, gv, dmd, sd, par));
+        FAROL_ISA_DISPATCH(bwd_f64, (p, farol_data(st), go, gq, gk, gv, dmd, sd, go_parallel(p)));
     farol_release(scratch);
     if (!want_mask) return 0;
     const farol_edge *e = &nd->inputs[mask_in];
