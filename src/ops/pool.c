@@ -10,12 +10,15 @@
 #include "internal.h"
 
 #include <math.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 typedef struct {
     int64_t planes, H, W, OH, OW;
     int64_t *h0, *h1, *w0, *w1;  /* window of output (oh, ow), clipped to the input */
     double *hn, *wn;             /* the average of (oh, ow) divides by hn[oh] * wn[ow] */
-    int64_t kh, kw;              /* max_pool2d's kernel */
+    int64_t kh, kw, sw, pw;      /* max_pool2d's kernel, column stride and padding */
 } pool_plan;
 
 static void plan_free(pool_plan *p) { farol_free(p->h0); }
@@ -27,7 +30,7 @@ static int plan_alloc(pool_plan *p, const char *fn, int ndim, const int64_t *sha
     p->planes = ndim == 4 ? shape[0] * shape[1] : shape[0];
     p->OH = oh;
     p->OW = ow;
-    p->kh = p->kw = 0;
+    p->kh = p->kw = p->sw = p->pw = 0;
     /* one block: four index tables, then two divisor tables */
     p->h0 = farol_malloc((size_t)(oh + ow) * (2 * sizeof(int64_t) + sizeof(double)));
     if (!p->h0) {
@@ -156,6 +159,30 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
         }                                                                                      \
     } while (0)
 
+/* output (oh, ow) of plane xp: its maximum into out_, its index into idx_ */
+#define MAX_ONE(T, k3, out_, idx_)                                                             \
+    do {                                                                                       \
+        int64_t w0 = p->w0[ow], w1 = p->w1[ow], bi = h0 * W + w0;                              \
+        T best = xp[bi];                                                                       \
+        if (k3 && h1 - h0 == 3 && w1 - w0 == 3) {                                              \
+            const T *r = xp + bi;                                                              \
+            int64_t i = bi;                                                                    \
+            MAX_TAKE(T, r[1], i + 1);                                                          \
+            MAX_TAKE(T, r[2], i + 2);                                                          \
+            MAX_TAKE(T, r[W], i + W);                                                          \
+            MAX_TAKE(T, r[W + 1], i + W + 1);                                                  \
+            MAX_TAKE(T, r[W + 2], i + W + 2);                                                  \
+            MAX_TAKE(T, r[2 * W], i + 2 * W);                                                  \
+            MAX_TAKE(T, r[2 * W + 1], i + 2 * W + 1);                                          \
+            MAX_TAKE(T, r[2 * W + 2], i + 2 * W + 2);                                          \
+        } else {                                                                               \
+            for (int64_t ih = h0; ih < h1; ih++)                                               \
+                for (int64_t i = ih * W + w0; i < ih * W + w1; i++) MAX_TAKE(T, xp[i], i);     \
+        }                                                                                      \
+        (out_) = best;                                                                         \
+        if (idx_) *(idx_) = (int32_t)bi;                                                       \
+    } while (0)
+
 #define DEFINE_MAX_FORWARD(T, NAME)                                                            \
     static void NAME(const pool_plan *p, T *out, int32_t *idx, const T *x) {                   \
         int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
@@ -165,29 +192,86 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
         for (int64_t pl = 0; pl < p->planes; pl++)                                             \
             for (int64_t oh = 0; oh < p->OH; oh++) {                                           \
                 const T *xp = x + pl * HW;                                                     \
-                int64_t h0 = p->h0[oh], h1 = p->h1[oh];                                        \
-                for (int64_t ow = 0; ow < OW; ow++) {                                          \
-                    int64_t w0 = p->w0[ow], w1 = p->w1[ow], bi = h0 * W + w0;                  \
-                    T best = xp[bi];                                                           \
-                    if (k3 && h1 - h0 == 3 && w1 - w0 == 3) {                                  \
-                        const T *r = xp + bi;                                                  \
-                        int64_t i = bi;                                                        \
-                        MAX_TAKE(T, r[1], i + 1);                                              \
-                        MAX_TAKE(T, r[2], i + 2);                                              \
-                        MAX_TAKE(T, r[W], i + W);                                              \
-                        MAX_TAKE(T, r[W + 1], i + W + 1);                                      \
-                        MAX_TAKE(T, r[W + 2], i + W + 2);                                      \
-                        MAX_TAKE(T, r[2 * W], i + 2 * W);                                      \
-                        MAX_TAKE(T, r[2 * W + 1], i + 2 * W + 1);                              \
-                        MAX_TAKE(T, r[2 * W + 2], i + 2 * W + 2);                              \
-                    } else {                                                                   \
-                        for (int64_t ih = h0; ih < h1; ih++)                                   \
-                            for (int64_t i = ih * W + w0; i < ih * W + w1; i++)                \
-                                MAX_TAKE(T, xp[i], i);                                         \
-                    }                                                                          \
-                    out[pl * OHW + oh * OW + ow] = best;                                       \
-                    if (idx) idx[pl * OHW + oh * OW + ow] = (int32_t)bi;                       \
-                }                                                                              \
+                int64_t h0 = p->h0[oh], h1 = p->h1[oh], q = pl * OHW + oh * OW;                \
+                for (int64_t ow = 0; ow < OW; ow++)                                            \
+                    MAX_ONE(T, k3, out[q + ow], idx ? idx + q + ow : NULL);                    \
+            }                                                                                  \
+    }
+
+/* one window element in the vectorised 3x3 kernel: kk is its number in
+ * row-major window order; the rule of MAX_TAKE without a branch */
+#define MAX_TAKE_K(v, kk)                                                                      \
+    do {                                                                                       \
+        __typeof__(best) v_ = (v);                                                             \
+        bool t_ = (v_ > best) | (v_ != v_);                                                       \
+        best = t_ ? v_ : best;                                                                 \
+        k = t_ ? (kk) : k;                                                                     \
+    } while (0)
+
+/* one lane: output ow of rows r0..r2 into o[ow], its window number in k */
+#define MAX_3X3_LANE                                                                           \
+    int64_t c = 2 * ow - pw;                                                                   \
+    __typeof__(*o) best = r0[c];                                                               \
+    int32_t k = 0;                                                                             \
+    MAX_TAKE_K(r0[c + 1], 1);                                                                  \
+    MAX_TAKE_K(r0[c + 2], 2);                                                                  \
+    MAX_TAKE_K(r1[c], 3);                                                                      \
+    MAX_TAKE_K(r1[c + 1], 4);                                                                  \
+    MAX_TAKE_K(r1[c + 2], 5);                                                                  \
+    MAX_TAKE_K(r2[c], 6);                                                                      \
+    MAX_TAKE_K(r2[c + 1], 7);                                                                  \
+    MAX_TAKE_K(r2[c + 2], 8);                                                                  \
+    o[ow] = best
+
+/* outputs [from, to) of one output row whose 3x3 windows (column stride 2)
+ * lie inside rows r0..r2: maxima into o, indices (when id) into id.  The
+ * compiler vectorises it, leaving a scalar remainder: the stride-2 reads
+ * need one (see the AVX-512 float32 row below). */
+#define DEFINE_MAX_3X3_ROW(T, NAME)                                                            \
+    static void NAME(const T *r0, const T *r1, const T *r2, T *o, int32_t *id, int64_t from,   \
+                     int64_t to, int64_t pw, int32_t base, int32_t W32) {                      \
+        if (id) {                                                                              \
+            _Pragma("omp simd")                                                                \
+            for (int64_t ow = from; ow < to; ow++) {                                           \
+                MAX_3X3_LANE;                                                                  \
+                id[ow] = base + (k / 3) * W32 + (int32_t)c + k % 3;                            \
+            }                                                                                  \
+        } else {                                                                               \
+            _Pragma("omp simd")                                                                \
+            for (int64_t ow = from; ow < to; ow++) {                                           \
+                MAX_3X3_LANE;                                                                  \
+                (void)k;                                                                       \
+            }                                                                                  \
+        }                                                                                      \
+    }
+
+/* 3x3 windows at column stride 2 (ResNet's stem pool): the outputs whose
+ * window lies inside the input run vectorised across the row, each lane
+ * taking its nine elements in window order (so ties and NaNs resolve as
+ * MAX_TAKE's), a row at a time (ROW); the others as MAX_ONE.  Indices fit in int32 here: the
+ * caller refuses larger planes when it keeps them. */
+#define DEFINE_MAX_FORWARD_3X3S2(T, NAME, ROW)                                                 \
+    static void NAME(const pool_plan *p, T *out, int32_t *idx, const T *x) {                   \
+        int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW, pw = p->pw;             \
+        int64_t work = p->planes * HW;                                                         \
+        /* inside: 2*ow - pw >= 0 and 2*ow - pw + 3 <= W */                                   \
+        int64_t lo = (pw + 1) / 2, hi = W + pw >= 3 ? (W + pw - 3) / 2 + 1 : 0;                 \
+        hi = hi < OW ? hi : OW;                                                                \
+        lo = lo < hi ? lo : hi;                                                                \
+        _Pragma("omp parallel for if (work > FAROL_PAR_MIN)")                                  \
+        for (int64_t pl = 0; pl < p->planes; pl++)                                             \
+            for (int64_t oh = 0; oh < p->OH; oh++) {                                           \
+                const T *xp = x + pl * HW;                                                     \
+                int64_t h0 = p->h0[oh], h1 = p->h1[oh], q = pl * OHW + oh * OW;                \
+                int64_t a = h1 - h0 == 3 ? lo : OW;                                            \
+                int64_t b = a < OW ? hi : OW;                                                  \
+                for (int64_t ow = 0; ow < a; ow++)                                             \
+                    MAX_ONE(T, true, out[q + ow], idx ? idx + q + ow : NULL);                  \
+                if (a < b)                                                                     \
+                    ROW(xp + h0 * W, xp + (h0 + 1) * W, xp + (h0 + 2) * W, out + q,            \
+                        idx ? idx + q : NULL, a, b, pw, (int32_t)(h0 * W), (int32_t)W);        \
+                for (int64_t ow = b; ow < OW; ow++)                                            \
+                    MAX_ONE(T, true, out[q + ow], idx ? idx + q + ow : NULL);                  \
             }                                                                                  \
     }
 
@@ -261,8 +345,69 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
         }                                                                                       \
     }
 
+/* The AVX-512 float32 row, in blocks of 16 outputs (the last block
+ * overlapping the one before, so no scalar remainder): per input row two
+ * loads and a one-element masked load, deinterleaved into the window's
+ * three columns; MAX_TAKE's rule as mask compares. */
+#if FAROL_HAVE_ISA_VARIANTS
+#define MAX_TAKE_V(v, kk)                                                                      \
+    do {                                                                                       \
+        __mmask16 t_ = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) |                               \
+                       _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);                                 \
+        best = _mm512_mask_mov_ps(best, t_, v);                                                \
+        k = _mm512_mask_mov_epi32(k, t_, _mm512_set1_epi32(kk));                               \
+    } while (0)
+#define MAX_ROW_3X3S2_F32_AVX512_BLOCKS                                                        \
+    static void max_row_3x3s2_f32_avx512_blocks(const float *r0, const float *r1,              \
+                                                const float *r2, float *o, int32_t *id,         \
+                                                int64_t from, int64_t to, int64_t pw,           \
+                                                int32_t base, int32_t W32) {                    \
+        if (to - from < 16) {                                                                  \
+            max_row_3x3s2_f32_avx512(r0, r1, r2, o, id, from, to, pw, base, W32);              \
+            return;                                                                            \
+        }                                                                                      \
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,     \
+                                             26, 28, 30);                                      \
+        const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));                         \
+        const __m512i sh = _mm512_setr_epi32(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14,    \
+                                             15, 16);                                          \
+        const __m512i rowoff = _mm512_setr_epi32(0, 0, 0, W32, W32, W32, 2 * W32, 2 * W32,     \
+                                                 2 * W32, 0, 0, 0, 0, 0, 0, 0);                \
+        const __m512i coloff = _mm512_setr_epi32(0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 0, 0, 0, 0, 0, 0); \
+        const float *rows[3] = {r0, r1, r2};                                                   \
+        for (int64_t s0 = from; s0 < to; s0 += 16) {                                           \
+            int64_t st = s0 + 16 <= to ? s0 : to - 16, c = 2 * st - pw;                        \
+            __m512 best = _mm512_setzero_ps();                                                 \
+            __m512i k = _mm512_setzero_si512();                                                \
+            for (int r = 0; r < 3; r++) {                                                      \
+                const float *p = rows[r] + c;                                                  \
+                __m512 A = _mm512_loadu_ps(p), B = _mm512_loadu_ps(p + 16);                    \
+                __m512 C = _mm512_maskz_loadu_ps(1, p + 32);                                   \
+                __m512 e0 = _mm512_permutex2var_ps(A, ev, B);                                  \
+                __m512 o1 = _mm512_permutex2var_ps(A, od, B);                                  \
+                __m512 e2 = _mm512_permutex2var_ps(e0, sh, C);                                 \
+                if (r == 0) best = e0;                                                         \
+                else MAX_TAKE_V(e0, 3 * r);                                                    \
+                MAX_TAKE_V(o1, 3 * r + 1);                                                     \
+                MAX_TAKE_V(e2, 3 * r + 2);                                                     \
+            }                                                                                  \
+            _mm512_storeu_ps(o + st, best);                                                    \
+            if (id) {                                                                          \
+                __m512i i = _mm512_add_epi32(_mm512_set1_epi32(base + (int32_t)c), ev);        \
+                i = _mm512_add_epi32(i, _mm512_permutexvar_epi32(k, rowoff));                  \
+                i = _mm512_add_epi32(i, _mm512_permutexvar_epi32(k, coloff));                  \
+                _mm512_storeu_si512(id + st, i);                                               \
+            }                                                                                  \
+        }                                                                                      \
+    }
+#endif
+
 DEFINE_MAX_FORWARD(float, max_forward_f32)
 DEFINE_MAX_FORWARD(double, max_forward_f64)
+DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32)
+DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32, max_row_3x3s2_f32)
+DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64)
+DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64, max_row_3x3s2_f64)
 DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32)
 DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64)
 DEFINE_MAX_BACKWARD(float, max_backward_f32)
@@ -275,6 +420,10 @@ DEFINE_AVG_BACKWARD(double, avg_backward_f64)
 FAROL_ISA_BEGIN_AVX2
 DEFINE_MAX_FORWARD(float, max_forward_f32_avx2)
 DEFINE_MAX_FORWARD(double, max_forward_f64_avx2)
+DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32_avx2)
+DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx2, max_row_3x3s2_f32_avx2)
+DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx2)
+DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx2, max_row_3x3s2_f64_avx2)
 DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx2)
 DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx2)
 DEFINE_MAX_BACKWARD(float, max_backward_f32_avx2)
@@ -287,6 +436,11 @@ FAROL_ISA_END
 FAROL_ISA_BEGIN_AVX512
 DEFINE_MAX_FORWARD(float, max_forward_f32_avx512)
 DEFINE_MAX_FORWARD(double, max_forward_f64_avx512)
+DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32_avx512)
+MAX_ROW_3X3S2_F32_AVX512_BLOCKS
+DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx512, max_row_3x3s2_f32_avx512_blocks)
+DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx512)
+DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx512, max_row_3x3s2_f64_avx512)
 DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx512)
 DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx512)
 DEFINE_MAX_BACKWARD(float, max_backward_f32_avx512)
@@ -322,7 +476,9 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
     if (plan_alloc(&p, "max_pool2d", x->ndim, x->shape, osz[0], osz[1]) < 0) return NULL;
     fixed_axis(p.H, p.OH, k[0], s[0], pad[0], false, p.h0, p.h1, p.hn);
     fixed_axis(p.W, p.OW, k[1], s[1], pad[1], false, p.w0, p.w1, p.wn);
-    p.kh = k[0], p.kw = k[1];
+    p.kh = k[0], p.kw = k[1], p.sw = s[1], p.pw = pad[1];
+    /* the vectorised 3x3 kernel computes indices in int32 */
+    bool k3s2 = k[0] == 3 && k[1] == 3 && s[1] == 2 && p.H * p.W <= INT32_MAX;
     bool rec = farol_needs_record(1, &x);
     farol_tensor *xc = farol_contig_raw(x);
     farol_tensor *out = xc ? pooled_output(x, p.OH, p.OW) : NULL;
@@ -343,6 +499,8 @@ farol_tensor *farol_max_pool2d(farol_tensor *x, const farol_pool_opts *o) {
         bool f32 = x->dtype == FAROL_F32;
         if (two && f32) FAROL_ISA_DISPATCH(max_forward_2x2_f32, (&p, farol_data(out), ip, farol_data(xc)));
         else if (two) FAROL_ISA_DISPATCH(max_forward_2x2_f64, (&p, farol_data(out), ip, farol_data(xc)));
+        else if (k3s2 && f32) FAROL_ISA_DISPATCH(max_forward_3x3s2_f32, (&p, farol_data(out), ip, farol_data(xc)));
+        else if (k3s2) FAROL_ISA_DISPATCH(max_forward_3x3s2_f64, (&p, farol_data(out), ip, farol_data(xc)));
         else if (f32) FAROL_ISA_DISPATCH(max_forward_f32, (&p, farol_data(out), ip, farol_data(xc)));
         else FAROL_ISA_DISPATCH(max_forward_f64, (&p, farol_data(out), ip, farol_data(xc)));
     } else {

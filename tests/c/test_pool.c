@@ -186,6 +186,66 @@ static void test_max_pool2d_nan_and_inf(void **state) {
     farol_release(x);
 }
 
+/* The vectorised 3x3 stride-2 kernel (ResNet's pool) against a naive
+ * reference of PyTorch's rule (a greater value or a NaN replaces the
+ * maximum, in row-major window order): inputs full of ties, -0, NaNs and
+ * infinities, both paddings, odd and even widths, ceil_mode, float32 and
+ * float64; the outputs bit for bit and the argmaxes through the gradient
+ * (each output's gradient a distinct value routed to its argmax). */
+static void test_max_pool2d_3x3_stride2_reference(void **state) {
+    (void)state;
+    const double vals[] = {-1, 0, -0.0, 1, 2, 2, NAN, INFINITY, -INFINITY, 1};
+    const int64_t sizes[][2] = {{11, 70}, {12, 41}, {9, 40}, {7, 9}, {4, 3}};
+    uint64_t seed = 12345;
+    for (int d = 0; d < 2; d++)
+        for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
+            for (int pad = 0; pad < 2; pad++)
+                for (int ceil = 0; ceil < 2; ceil++) {
+                    farol_dtype dt = d ? FAROL_F64 : FAROL_F32;
+                    int64_t H = sizes[z][0], W = sizes[z][1], shape[4] = {2, 3, H, W};
+                    int64_t n = 2 * 3 * H * W;
+                    double *v = malloc((size_t)n * sizeof *v);
+                    for (int64_t i = 0; i < n; i++) {
+                        seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
+                        /* NaNs rarer than the rest: mostly ties */
+                        unsigned r = (unsigned)(seed >> 33) % 64;
+                        v[i] = r < 60 ? vals[r % 6] : vals[6 + r % 4];
+                    }
+                    farol_tensor *x64 = tu_tensor(4, shape, v), *x = farol_cast_raw(x64, dt);
+                    assert_int_equal(farol_set_requires_grad(x, true), 0);
+                    farol_pool_opts o = popts(3, 2, pad);
+                    o.ceil_mode = ceil;
+                    farol_tensor *y = farol_max_pool2d(x, &o);
+                    assert_non_null(y);
+                    int64_t OH = y->shape[2], OW = y->shape[3];
+                    farol_tensor *g = farol_arange(1, (double)(2 * 3 * OH * OW) + 1, 1, dt);
+                    farol_tensor *gv = farol_reshape(g, 4, y->shape), *gx = NULL;
+                    assert_int_equal(farol_grad(1, &y, &gv, 1, &x, &gx), 0);
+                    double *want_gx = calloc((size_t)n, sizeof *want_gx);
+                    for (int64_t pl = 0; pl < 6; pl++)
+                        for (int64_t oh = 0; oh < OH; oh++)
+                            for (int64_t ow = 0; ow < OW; ow++) {
+                                double best = 0;
+                                int64_t bi = -1;
+                                for (int64_t ih = oh * 2 - pad; ih < oh * 2 - pad + 3; ih++)
+                                    for (int64_t iw = ow * 2 - pad; iw < ow * 2 - pad + 3; iw++) {
+                                        if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
+                                        double e = farol_get_flat(x, pl * H * W + ih * W + iw);
+                                        if (bi < 0 || e > best || isnan(e)) best = e, bi = ih * W + iw;
+                                    }
+                                int64_t q = (pl * OH + oh) * OW + ow;
+                                double got = farol_get_flat(y, q);
+                                assert_true(isnan(best) ? isnan(got) : got == best && signbit(got) == signbit(best));
+                                want_gx[pl * H * W + bi] += (double)(q + 1);
+                            }
+                    for (int64_t i = 0; i < n; i++) assert_true(farol_get_flat(gx, i) == want_gx[i]);
+                    free(want_gx);
+                    free(v);
+                    farol_tensor *all[] = {x64, x, y, g, gv, gx};
+                    for (size_t i = 0; i < sizeof all / sizeof *all; i++) farol_release(all[i]);
+                }
+}
+
 /* float32 against float64 on a larger input, threaded over planes */
 static void test_pool_f32_matches_f64(void **state) {
     (void)state;
@@ -317,6 +377,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_pool_ceil_mode),
         cmocka_unit_test(test_max_pool2d_ties),
         cmocka_unit_test(test_max_pool2d_nan_and_inf),
+        cmocka_unit_test(test_max_pool2d_3x3_stride2_reference),
         cmocka_unit_test(test_pool_f32_matches_f64),
         cmocka_unit_test(test_pool_shapes),
         cmocka_unit_test(test_avg_pool2d_counts_padding),
