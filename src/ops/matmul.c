@@ -442,7 +442,11 @@ farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     batched_gemm(x->dtype, 0, NULL, xm, wm, c, out->storage->nbytes, b ? 1 : 0);
 
     farol_tensor *ins[3] = {x, w, b};
-    if (!(out = farol_record(FAROL_OP_LINEAR, out, 3, ins, FAROL_SAVE(xc, wc), NULL))) goto fail;
+    /* dx needs w only, dw x only: an attribution's frozen weights keep no x */
+    if (!(out = farol_record(FAROL_OP_LINEAR, out, 3, ins,
+                             FAROL_SAVE(farol_takes_grad(w) ? xc : NULL, farol_takes_grad(x) ? wc : NULL),
+                             NULL)))
+        goto fail;
     farol_release(xc);
     farol_release(wc);
     farol_release(bc);
@@ -458,29 +462,33 @@ fail:
 /* G: (R, out).  dx = G @ w, dw = G^T @ x, db = sum of G's rows; each only
  * when the tape asks for it (saliency never computes dw or db) */
 int farol_linear_backward(farol_node *nd, farol_tensor *gout, farol_tensor **gin) {
-    farol_tensor *x = farol_saved(nd, 0), *w = farol_saved(nd, 1);
-    if (!x || !w) return -1;
-    int64_t outf = w->shape[0], in = w->shape[1];
-    farol_tensor *g = farol_cast_raw(gout, x->dtype);
+    /* x is kept only when w takes a gradient, w only when x does */
+    farol_tensor *x = NULL, *w = NULL;
+    if (nd->saved[0] && !(x = farol_saved(nd, 0))) return -1;
+    if (nd->saved[1] && !(w = farol_saved(nd, 1))) return -1;
+    const farol_edge *ex = &nd->inputs[0], *ew = &nd->inputs[1];
+    int64_t outf = ew->shape[0], in = ew->shape[1];
+    farol_tensor *g = farol_cast_raw(gout, ex->dtype);
     if (!g) return -1;
-    mat xm, gm;
-    rows_of(x, &xm); /* x was made GEMM-ready by the forward */
-    gm = (mat){.data = farol_data(g), .rows = xm.rows, .cols = outf, .rs = outf, .cs = 1};
+    int64_t rows = farol_numel(g) / outf;
+    mat gm = {.data = farol_data(g), .rows = rows, .cols = outf, .rs = outf, .cs = 1};
     int rc = 0;
     if (nd->inputs[0].need) {
-        farol_tensor *dx = farol_empty(x->ndim, x->shape, x->dtype);
+        farol_tensor *dx = w ? farol_empty(ex->ndim, ex->shape, ex->dtype) : NULL;
         if (dx) {
-            mat c = {.data = farol_data(dx), .rows = xm.rows, .cols = in, .rs = in, .cs = 1};
-            batched_gemm(x->dtype, 0, NULL, gm, mat_of(w, false, 0, NULL), c,
+            mat c = {.data = farol_data(dx), .rows = rows, .cols = in, .rs = in, .cs = 1};
+            batched_gemm(ex->dtype, 0, NULL, gm, mat_of(w, false, 0, NULL), c,
                          dx->storage->nbytes, 0);
         }
         rc = (gin[0] = dx) ? 0 : -1;
     }
     if (rc == 0 && nd->inputs[1].need) {
-        farol_tensor *dw = farol_empty(2, w->shape, w->dtype);
+        mat xm;
+        farol_tensor *dw = x ? farol_empty(2, ew->shape, ew->dtype) : NULL;
         if (dw) {
+            rows_of(x, &xm); /* x was made GEMM-ready by the forward */
             mat c = {.data = farol_data(dw), .rows = outf, .cols = in, .rs = in, .cs = 1};
-            batched_gemm(x->dtype, 0, NULL, mat_t(gm), xm, c, dw->storage->nbytes, 0);
+            batched_gemm(ex->dtype, 0, NULL, mat_t(gm), xm, c, dw->storage->nbytes, 0);
         }
         rc = (gin[1] = dw) ? 0 : -1;
     }

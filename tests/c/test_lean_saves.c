@@ -1,6 +1,6 @@
 /* What ops keep for backward when only input gradients are wanted: frozen
  * leaves (farol_freeze_leaves, used by the attributions) get no edge, and
- * conv2d / batch_norm then keep no activation; relu keeps a byte mask and
+ * conv2d / batch_norm / linear then keep no activation; relu keeps a byte mask and
  * max_pool2d int32 argmaxes always.  Each lean path is checked against
  * finite differences and against the full-save path (bitwise), in float32
  * and float64, and the bytes it keeps are counted. */
@@ -267,6 +267,56 @@ static void test_freeze_scope(void **state) {
     farol_release(old);
 }
 
+/* linear keeps x only for w's gradient and w only for x's: with frozen
+ * weights it keeps no activation and gives the full path's input gradient
+ * bit for bit; with a constant x it keeps no w and w's gradient is right */
+static farol_tensor *linear_of_w(void *ctx, farol_tensor **xs) {
+    return farol_linear((farol_tensor *)ctx, xs[0], xs[1]);
+}
+
+static void test_linear_lean(void **state) {
+    (void)state;
+    int64_t xsh[3] = {2, 5, 3}, wsh[2] = {4, 3}, bsh[1] = {4}, rsh[3] = {2, 5, 4};
+    for (int d = 0; d < 2; d++) {
+        farol_dtype dt = d ? FAROL_F64 : FAROL_F32;
+        farol_manual_seed(21);
+        farol_tensor *x0 = farol_randn(3, xsh, dt), *w = farol_randn(2, wsh, dt),
+                     *b = farol_randn(1, bsh, dt), *r = farol_randn(3, rsh, dt), *g[2] = {NULL};
+        assert_int_equal(farol_set_requires_grad(w, true), 0);
+        assert_int_equal(farol_set_requires_grad(b, true), 0);
+        for (int frozen = 0; frozen < 2; frozen++) {
+            uint64_t prev = farol_freeze_leaves(frozen ? FAROL_FREEZE_NOW : 0);
+            farol_tensor *x = farol_detach(x0);
+            assert_int_equal(farol_set_requires_grad(x, true), 0);
+            farol_tensor *y = farol_linear(x, w, b);
+            farol_freeze_leaves(prev);
+            assert_non_null(y);
+            if (frozen) assert_null(y->node->saved[0]);
+            else assert_non_null(y->node->saved[0]);
+            assert_non_null(y->node->saved[1]);
+            assert_int_equal(farol_grad(1, &y, &r, 1, &x, &g[frozen]), 0);
+            farol_release(y);
+            farol_release(x);
+        }
+        tu_assert_close("linear: frozen vs full dx", g[1], g[0], 0, 0);
+        farol_release(g[0]);
+        farol_release(g[1]);
+        /* x a constant: w is not kept; w's and b's gradients by finite differences */
+        if (dt == FAROL_F64) {
+            farol_tensor *y = farol_linear(x0, w, b);
+            assert_null(y->node->saved[1]);
+            assert_non_null(y->node->saved[0]);
+            farol_release(y);
+            farol_tensor *wb[2] = {w, b};
+            tu_gradcheck("linear: dw, db with a constant x", linear_of_w, x0, 2, wb);
+        }
+        farol_release(x0);
+        farol_release(w);
+        farol_release(b);
+        farol_release(r);
+    }
+}
+
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_frozen_block_matches_full, tu_reset),
@@ -275,6 +325,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup(test_lean_saves_bytes, tu_reset),
         cmocka_unit_test_setup(test_relu_mask_rule, tu_reset),
         cmocka_unit_test_setup(test_freeze_scope, tu_reset),
+        cmocka_unit_test_setup(test_linear_lean, tu_reset),
     };
     return tu_run(tests, argc, argv);
 }
