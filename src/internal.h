@@ -267,6 +267,12 @@ const char *farol_cpu_isa_name(void);
 void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
                 const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
                 int64_t ldc);
+/* C = bias (N values, in every row) + op(A) op(B), or as farol_gemm with
+ * beta 0 when bias is NULL: the bias written block by block by the thread
+ * that computes the block */
+void farol_gemm_bias(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                     const void *A, int64_t lda, const void *B, int64_t ldb, const void *bias,
+                     void *C, int64_t ldc);
 /* the same product as one single-threaded call on the calling thread, on
  * oneDNN's sgemm (dnnl: float32 with fast GEMMs on) or OpenBLAS: for ops
  * that thread over many small products themselves and choose per shape */

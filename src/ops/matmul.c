@@ -375,7 +375,8 @@ static bool rows_of(const farol_tensor *t, mat *m) {
 }
 
 /* x (..., in), w (out, in), b (out) -> (..., out) = x @ w^T + b as one GEMM
- * over all leading dims, w passed transposed (no copy), b preset in C */
+ * over all leading dims, w passed transposed (no copy), b preset in C block
+ * by block (farol_gemm_bias) */
 farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     char s1[96], s2[96];
     if (check_pair("linear", "x", x, "w", w) < 0) return NULL;
@@ -432,14 +433,13 @@ farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     oshape[x->ndim - 1] = outf;
     out = farol_empty(x->ndim, oshape, x->dtype);
     if (!out || (b && !(bc = farol_contig_raw(b)))) goto fail;
-    size_t rowbytes = outf * farol_dtype_size(x->dtype);
-    /* the bias preset in C (beta = 1 below), in parallel: serial, it kept
-     * the other threads waiting while it wrote the whole output */
-    #pragma omp parallel for schedule(static) if (bc && xm.rows * outf > FAROL_PAR_MIN * 4)
-    for (int64_t r = 0; r < (bc ? xm.rows : 0); r++)
-        memcpy((char *)farol_data(out) + r * rowbytes, farol_data(bc), rowbytes);
-    mat c = {.data = farol_data(out), .rows = xm.rows, .cols = outf, .rs = outf, .cs = 1};
-    batched_gemm(x->dtype, 0, NULL, xm, wm, c, out->storage->nbytes, b ? 1 : 0);
+    /* the bias preset in C by each block's thread, then the product added */
+    CBLAS_TRANSPOSE ta, tb;
+    int64_t lda, ldb;
+    blas_layout(xm.rows, xm.cols, xm.rs, xm.cs, &ta, &lda);
+    blas_layout(wm.rows, wm.cols, wm.rs, wm.cs, &tb, &ldb);
+    farol_gemm_bias(x->dtype, ta == CblasTrans, tb == CblasTrans, xm.rows, outf, in, xm.data, lda,
+                    wm.data, ldb, bc ? farol_data(bc) : NULL, farol_data(out), outf);
 
     farol_tensor *ins[3] = {x, w, b};
     /* dx needs w only, dw x only: an attribution's frozen weights keep no x */

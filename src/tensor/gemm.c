@@ -68,7 +68,7 @@ typedef struct {
     bool ta, tb, fast;
     int64_t M, N, K, lda, ldb, ldc;
     double alpha, beta;
-    const char *a, *b;
+    const char *a, *b, *bias; /* bias: N values preset in every row of C */
     char *c;
 } gemm_args;
 
@@ -80,6 +80,23 @@ static void gemm_block(const gemm_args *g, int64_t m0, int64_t m, int64_t n0, in
     const char *a = g->a + (size_t)(g->ta ? m0 : m0 * g->lda) * es;
     const char *b = g->b + (size_t)(g->tb ? n0 * g->ldb : n0) * es;
     char *c = g->c + (size_t)(m0 * g->ldc + n0) * es;
+    /* the bias written by the thread that then adds the product to it, into
+     * its own block: in cache, and no separate parallel pass */
+    for (int64_t i = 0; g->bias && i < m; i++)
+        memcpy(c + (size_t)(i * g->ldc) * es, g->bias + (size_t)n0 * es, (size_t)n * es);
+    if (g->K <= 0) { /* C = beta C (oneDNN's reference sgemm leaves C as is) */
+        for (int64_t i = 0; !g->bias && i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                if (g->dt == FAROL_F32) {
+                    float *x = (float *)c + i * g->ldc + j;
+                    *x = g->beta == 0 ? 0.0f : (float)g->beta * *x;
+                } else {
+                    double *x = (double *)c + i * g->ldc + j;
+                    *x = g->beta == 0 ? 0.0 : g->beta * *x;
+                }
+            }
+        return;
+    }
 #ifdef FAROL_HAVE_DNNL
     if (g->fast) {
         dnnl_sgemm(g->ta ? 'T' : 'N', g->tb ? 'T' : 'N', m, n, g->K, (float)g->alpha,
@@ -106,32 +123,16 @@ int farol_gemm_blocks(int64_t M, int64_t N, int64_t K, int cores) {
     return (int)(most < 1 ? 1 : most < cores ? most : cores);
 }
 
-void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
-                const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
-                int64_t ldc) {
+/* the product g describes, threaded over blocks of C */
+static void gemm_run(const gemm_args *g) {
+    int64_t M = g->M, N = g->N;
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) { /* C = beta C (oneDNN's reference sgemm leaves C as is) */
-        for (int64_t i = 0; i < M; i++)
-            for (int64_t j = 0; j < N; j++) {
-                if (dt == FAROL_F32) {
-                    float *c = (float *)C + i * ldc + j;
-                    *c = beta == 0 ? 0.0f : (float)beta * *c;
-                } else {
-                    double *c = (double *)C + i * ldc + j;
-                    *c = beta == 0 ? 0.0 : beta * *c;
-                }
-            }
-        return;
-    }
     farol_blas_ready();
-    gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
-                   .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
-                   .fast = dt == FAROL_F32 && farol_fast_gemm_enabled()};
     static int cores;
     if (!__atomic_load_n(&cores, __ATOMIC_RELAXED)) __atomic_store_n(&cores, omp_get_num_procs(), __ATOMIC_RELAXED);
     /* C cut along its longer side: each block then re-reads only the smaller
      * operand (A's M x K when cutting N), widths a multiple of 16 */
-    int nblk = farol_gemm_blocks(M, N, K, __atomic_load_n(&cores, __ATOMIC_RELAXED));
+    int nblk = farol_gemm_blocks(M, N, g->K, __atomic_load_n(&cores, __ATOMIC_RELAXED));
     bool cut_n = M <= N;
     int64_t dim = cut_n ? N : M, bw = ((dim + nblk - 1) / nblk + 15) / 16 * 16;
     nblk = (int)((dim + bw - 1) / bw);
@@ -142,8 +143,8 @@ void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t 
         #pragma omp parallel for num_threads(nt) schedule(static)
         for (int j = 0; j < nblk; j++) {
             int64_t s = j * bw, w = dim - s < bw ? dim - s : bw;
-            if (cut_n) gemm_block(&g, 0, M, s, w);
-            else gemm_block(&g, s, w, 0, N);
+            if (cut_n) gemm_block(g, 0, M, s, w);
+            else gemm_block(g, s, w, 0, N);
         }
         return;
     }
@@ -153,19 +154,34 @@ void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t 
     if (saved > 1) omp_set_num_threads(1);
     for (int j = 0; j < nblk; j++) {
         int64_t s = j * bw, w = dim - s < bw ? dim - s : bw;
-        if (cut_n) gemm_block(&g, 0, M, s, w);
-        else gemm_block(&g, s, w, 0, N);
+        if (cut_n) gemm_block(g, 0, M, s, w);
+        else gemm_block(g, s, w, 0, N);
     }
     if (saved > 1) omp_set_num_threads(saved);
+}
+
+void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K, double alpha,
+                const void *A, int64_t lda, const void *B, int64_t ldb, double beta, void *C,
+                int64_t ldc) {
+    gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
+                   .fast = dt == FAROL_F32 && farol_fast_gemm_enabled()};
+    gemm_run(&g);
+}
+
+void farol_gemm_bias(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
+                     const void *A, int64_t lda, const void *B, int64_t ldb, const void *bias,
+                     void *C, int64_t ldc) {
+    gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
+                   .ldc = ldc, .alpha = 1, .beta = bias ? 1 : 0, .a = A, .b = B, .c = C,
+                   .bias = bias, .fast = dt == FAROL_F32 && farol_fast_gemm_enabled()};
+    gemm_run(&g);
 }
 
 void farol_gemm_1t(farol_dtype dt, bool dnnl, bool ta, bool tb, int64_t M, int64_t N, int64_t K,
                    double alpha, const void *A, int64_t lda, const void *B, int64_t ldb,
                    double beta, void *C, int64_t ldc) {
-    if (M <= 0 || N <= 0 || K <= 0) { /* the edge cases as farol_gemm (no threads there) */
-        farol_gemm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-        return;
-    }
+    if (M <= 0 || N <= 0) return;
     gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
                    .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
                    .fast = dnnl && dt == FAROL_F32 && farol_fast_gemm_enabled()};

@@ -170,7 +170,8 @@ static void test_kernels_correct(void **state) {
 
 /* farol_gemm in dtype dt against a double loop, same bound as check_sgemm
  * (eps of the dtype) */
-static void check_gemm(farol_dtype dt, bool ta, bool tb, int M, int N, int K, float beta) {
+static void check_gemm_as(farol_dtype dt, bool ta, bool tb, int M, int N, int K, float beta,
+                          bool with_bias) {
     int lda = (ta ? M : K) + (int)(rng % 5), ldb = (tb ? K : N) + (int)(rng % 3), ldc = N + 2;
     int ar = ta ? K : M, br = tb ? N : K;
     bool f32 = dt == FAROL_F32;
@@ -182,8 +183,17 @@ static void check_gemm(farol_dtype dt, bool ta, bool tb, int M, int N, int K, fl
     for (int i = 0; i < ar * lda; i++) SET(A, i, urand());
     for (int i = 0; i < br * ldb; i++) SET(B, i, urand());
     for (int i = 0; i < M * ldc; i++) SET(C, i, urand()), C0[i] = AT(C, i);
-    const double alpha = 0.75;
-    farol_gemm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    double alpha = 0.75;
+    char *bias = malloc(es * N);
+    for (int j = 0; j < N; j++) SET(bias, j, urand());
+    if (with_bias) { /* C = bias + A B: as alpha 1, beta 1 on a C holding the bias */
+        alpha = 1, beta = 1;
+        for (int i = 0; i < M; i++)
+            for (int j = 0; j < N; j++) C0[i * ldc + j] = AT(bias, j);
+        farol_gemm_bias(dt, ta, tb, M, N, K, A, lda, B, ldb, bias, C, ldc);
+    } else {
+        farol_gemm(dt, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    }
     const double eps = f32 ? 5.96e-8 : 1.12e-16;
     for (int i = 0; i < M; i++)
         for (int j = 0; j < ldc; j++) {
@@ -210,7 +220,11 @@ static void check_gemm(farol_dtype dt, bool ta, bool tb, int M, int N, int K, fl
         }
 #undef AT
 #undef SET
-    free(A), free(B), free(C), free(C0);
+    free(A), free(B), free(C), free(C0), free(bias);
+}
+
+static void check_gemm(farol_dtype dt, bool ta, bool tb, int M, int N, int K, float beta) {
+    check_gemm_as(dt, ta, tb, M, N, K, beta, false);
 }
 
 static void test_gemm_correct(void **state) {
@@ -232,6 +246,11 @@ static void test_gemm_correct(void **state) {
                 check_gemm(FAROL_F32, tr & 1, tr & 2, 771, 45, 71, tr & 2 ? 0.5f : 0.0f);
                 check_gemm(FAROL_F64, tr & 1, tr & 2, 130, 517, 33, 0.5f);
             }
+            /* the bias preset block by block (linear) */
+            check_gemm_as(FAROL_F32, false, true, 67, 1001, 37, 0, true);
+            check_gemm_as(FAROL_F32, true, false, 771, 45, 71, 0, true);
+            check_gemm_as(FAROL_F64, false, true, 7, 33, 5, 0, true);
+            check_gemm_as(FAROL_F32, false, true, 5, 7, 0, 0, true); /* K = 0: C = bias */
             /* K = 0: C = beta C */
             check_gemm(FAROL_F32, false, true, 5, 7, 0, 0.5f);
             check_gemm(FAROL_F64, true, false, 5, 7, 0, 0.0f);
