@@ -2,10 +2,11 @@
  * PyTorch's F.scaled_dot_product_attention:
  *   out = softmax(q k^T * scale + masks) v
  * computed per task (one per batch index, i.e. per (example, head)): two
- * GEMMs forward, four backward, the masks and the softmax fused in one pass
- * over each row of scores.  Tasks run one per thread with single-threaded
- * GEMMs (OpenBLAS runs so inside an OpenMP region), so a result does not
- * depend on the thread count.
+ * GEMMs forward, five backward, the masks and the softmax fused in one pass
+ * over each row of scores.  Each task runs on one thread with
+ * single-threaded GEMMs, so a result depends neither on the thread count
+ * nor on which thread took the task: tasks are handed out dynamically, and
+ * a thread slowed by another process on its core takes fewer.
  *
  * Two ops share the kernels:
  *   attention       q (..., L, E), k (..., S, E), v (..., S, Ev) -> (..., L, Ev)
@@ -202,7 +203,7 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
      * stats kept for backward, or NULL */                                                     \
     static void fwd_##SUF(const plan *p, tmat o, T *st, T *scratch, bool par) {                \
         int64_t L = p->L, S = p->S;                                                            \
-        _Pragma("omp parallel for schedule(static) if (par)")                                  \
+        _Pragma("omp parallel for schedule(dynamic, 2) if (par)")                              \
         for (int64_t t = 0; t < p->ntask; t++) {                                               \
             T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *sc = mine + S;        \
             tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
@@ -218,7 +219,7 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
                           T *dmask, T *scratch, bool par) {                                    \
         int64_t L = p->L, S = p->S, D = p->D, Dv = p->Dv;                                      \
         bool need_ds = gq.base || gk.base || dmask;                                            \
-        _Pragma("omp parallel for schedule(static) if (par)")                                  \
+        _Pragma("omp parallel for schedule(dynamic, 2) if (par)")                              \
         for (int64_t t = 0; t < p->ntask; t++) {                                               \
             T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *P = mine + S;         \
             tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
