@@ -244,8 +244,8 @@ done:
 
 /* x: (R, D) -> out: (R, D), mean and rstd: (R); w, b: (D) or NULL.
  * Two passes per row (mean, then the biased variance) for accuracy. */
-#define LN_FORWARD(T)                                                                     \
-    static void ln_forward_##T(T *out, T *mean, T *rstd, const T *x, const T *w,          \
+#define LN_FORWARD(T, SUF)                                                                \
+    static void ln_forward_##SUF(T *out, T *mean, T *rstd, const T *x, const T *w,          \
                                const T *b, double eps, int64_t R, int64_t D) {            \
         _Pragma("omp parallel for if (R * D > FAROL_PAR_MIN)")                            \
         for (int64_t r = 0; r < R; r++) {                                                 \
@@ -296,8 +296,8 @@ done:
 /* g, x: (R, D) -> dx (may be NULL) = rstd*(gw - mean(gw) - xhat*mean(gw*xhat)) with
  * gw = g*w and xhat = (x - mean)*rstd; dw += sum_r g*xhat, db += sum_r g (zeroed by
  * the caller; either may be NULL) */
-#define LN_BACKWARD(T)                                                                    \
-    static void ln_backward_##T(T *dx, T *dw, T *db, const T *g, const T *x,              \
+#define LN_BACKWARD(T, SUF)                                                               \
+    static void ln_backward_##SUF(T *dx, T *dw, T *db, const T *g, const T *x,              \
                                 const T *w, const T *mean, const T *rstd, int64_t R,      \
                                 int64_t D) {                                              \
         if (dx) {                                                                         \
@@ -326,10 +326,24 @@ done:
         }                                                                                 \
     }
 
-LN_FORWARD(float)
-LN_FORWARD(double)
-LN_BACKWARD(float)
-LN_BACKWARD(double)
+LN_FORWARD(float, float)
+LN_FORWARD(double, double)
+LN_BACKWARD(float, float)
+LN_BACKWARD(double, double)
+#if FAROL_HAVE_ISA_VARIANTS /* the same kernels for AVX2 and AVX-512, chosen at run time */
+FAROL_ISA_BEGIN_AVX2
+LN_FORWARD(float, float_avx2)
+LN_FORWARD(double, double_avx2)
+LN_BACKWARD(float, float_avx2)
+LN_BACKWARD(double, double_avx2)
+FAROL_ISA_END
+FAROL_ISA_BEGIN_AVX512
+LN_FORWARD(float, float_avx512)
+LN_FORWARD(double, double_avx512)
+LN_BACKWARD(float, float_avx512)
+LN_BACKWARD(double, double_avx512)
+FAROL_ISA_END
+#endif
 
 static bool shape_eq(int n, const int64_t *a, const int64_t *b) {
     for (int i = 0; i < n; i++)
@@ -393,11 +407,13 @@ farol_tensor *farol_layer_norm(farol_tensor *x, int nshape, const int64_t *shape
     rstd = farol_empty(1, &R, dt);
     if (!out || !mean || !rstd) goto fail;
     if (dt == FAROL_F32)
-        ln_forward_float(farol_data(out), farol_data(mean), farol_data(rstd), farol_data(xc),
-                         wc ? farol_data(wc) : NULL, bc ? farol_data(bc) : NULL, eps, R, D);
+        FAROL_ISA_DISPATCH(ln_forward_float,
+                           (farol_data(out), farol_data(mean), farol_data(rstd), farol_data(xc),
+                            wc ? farol_data(wc) : NULL, bc ? farol_data(bc) : NULL, eps, R, D));
     else
-        ln_forward_double(farol_data(out), farol_data(mean), farol_data(rstd), farol_data(xc),
-                          wc ? farol_data(wc) : NULL, bc ? farol_data(bc) : NULL, eps, R, D);
+        FAROL_ISA_DISPATCH(ln_forward_double,
+                           (farol_data(out), farol_data(mean), farol_data(rstd), farol_data(xc),
+                            wc ? farol_data(wc) : NULL, bc ? farol_data(bc) : NULL, eps, R, D));
 
     farol_tensor *in[3];
     int iw, ib, k = gather_inputs(x, w, b, in, &iw, &ib);
@@ -435,11 +451,13 @@ int farol_layer_norm_backward(farol_node *n, farol_tensor *gout, farol_tensor **
     if (need_b && !(db = farol_zeros(n->inputs[ib].ndim, n->inputs[ib].shape, dt))) goto done;
 #define LN_PTR(t) ((t) ? farol_data(t) : NULL)
     if (dt == FAROL_F32)
-        ln_backward_float(LN_PTR(dx), LN_PTR(dw), LN_PTR(db), farol_data(g), farol_data(x),
-                          LN_PTR(w), farol_data(mean), farol_data(rstd), R, D);
+        FAROL_ISA_DISPATCH(ln_backward_float,
+                           (LN_PTR(dx), LN_PTR(dw), LN_PTR(db), farol_data(g), farol_data(x),
+                            LN_PTR(w), farol_data(mean), farol_data(rstd), R, D));
     else
-        ln_backward_double(LN_PTR(dx), LN_PTR(dw), LN_PTR(db), farol_data(g), farol_data(x),
-                           LN_PTR(w), farol_data(mean), farol_data(rstd), R, D);
+        FAROL_ISA_DISPATCH(ln_backward_double,
+                           (LN_PTR(dx), LN_PTR(dw), LN_PTR(db), farol_data(g), farol_data(x),
+                            LN_PTR(w), farol_data(mean), farol_data(rstd), R, D));
 #undef LN_PTR
     if (need_x && !(gin[0] = to_input_dtype(dx, &n->inputs[0]))) goto done;
     if (need_w && !(gin[iw] = to_input_dtype(dw, &n->inputs[iw]))) goto done;
