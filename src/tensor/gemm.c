@@ -123,11 +123,29 @@ int farol_gemm_blocks(int64_t M, int64_t N, int64_t K, int cores) {
     return (int)(most < 1 ? 1 : most < cores ? most : cores);
 }
 
+/* OpenBLAS's pthreads build (farol's build prefers the OpenMP one) does not
+ * see OpenMP's count: hold it to one thread, process-wide, for the call
+ * (returns the count to restore, 0 if none) */
+static int hold_pthreads_blas(void) {
+    if (omp_in_parallel() || openblas_get_parallel() != 1) return 0;
+    int n = openblas_get_num_threads();
+    if (n > 1) openblas_set_num_threads(1);
+    return n > 1 ? n : 0;
+}
+
+static void gemm_blocks_run(const gemm_args *g);
+
 /* the product g describes, threaded over blocks of C */
 static void gemm_run(const gemm_args *g) {
-    int64_t M = g->M, N = g->N;
-    if (M <= 0 || N <= 0) return;
+    if (g->M <= 0 || g->N <= 0) return;
     farol_blas_ready();
+    int blas_nt = hold_pthreads_blas();
+    gemm_blocks_run(g);
+    if (blas_nt) openblas_set_num_threads(blas_nt);
+}
+
+static void gemm_blocks_run(const gemm_args *g) {
+    int64_t M = g->M, N = g->N;
     static int cores;
     if (!__atomic_load_n(&cores, __ATOMIC_RELAXED)) __atomic_store_n(&cores, omp_get_num_procs(), __ATOMIC_RELAXED);
     /* C cut along its longer side: each block then re-reads only the smaller
@@ -186,8 +204,9 @@ void farol_gemm_1t(farol_dtype dt, bool dnnl, bool ta, bool tb, int64_t M, int64
                    .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
                    .fast = dnnl && dt == FAROL_F32 && farol_fast_gemm_enabled()};
     /* outside a parallel region BLAS and oneDNN would thread: hold them to one */
-    int saved = omp_in_parallel() ? 0 : omp_get_max_threads();
+    int saved = omp_in_parallel() ? 0 : omp_get_max_threads(), blas_nt = hold_pthreads_blas();
     if (saved > 1) omp_set_num_threads(1);
     gemm_block(&g, 0, M, 0, N);
     if (saved > 1) omp_set_num_threads(saved);
+    if (blas_nt) openblas_set_num_threads(blas_nt);
 }
