@@ -21,7 +21,10 @@
  *                     self_attention): nonzero forbids key s
  * Forbidden scores are -inf, so a row with every key forbidden gives NaN as
  * in PyTorch; forbidden scores get no gradient (as masked_fill's).  The
- * backward uses the saved probabilities: dS = P * (dP - sum(dP * P)). */
+ * backward makes the probabilities P again from q k^T and each row's saved
+ * max and 1 / sum (the same bits; keeping P cost the benchmark's two layers
+ * 16 MiB, and reading it back took about as long as the extra GEMM), then
+ * dS = P * (dP - sum(dP * P)). */
 #include "internal.h"
 
 #include <limits.h>
