@@ -10,6 +10,9 @@
 #include "internal.h"
 
 #include <tgmath.h>
+#if FAROL_HAVE_ISA_VARIANTS
+#include <immintrin.h>
+#endif
 
 static const char *const unary_names[FAROL_UNARY_COUNT] = {
 #define X_NAME(ID, name) [FAROL_##ID] = #name,
@@ -146,22 +149,6 @@ enum { PW_LEAKY_RELU, PW_ELU, PW_CLAMP };
         }                                                                             \
     }                                                                                 \
                                                                                       \
-    /* relu keeping its mask for backward: m[i] = 1 where the gradient      \
-     * passes (x > 0, or NaN), the rule of unary_bwd's FAROL_RELU */           \
-    static void relu_mask_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
-                                    const T *restrict x, int64_t n)                   \
-    {                                                                                 \
-        PAR_FLAGS;                                                                    \
-        CHEAP(o[i] = x[i] < 0 ? 0 : x[i]; m[i] = !(x[i] <= 0));                       \
-    }                                                                                 \
-                                                                                      \
-    static void relu_mask_bwd_##SFX(T *restrict gi, const T *restrict g,              \
-                                    const uint8_t *restrict m, int64_t n)             \
-    {                                                                                 \
-        PAR_FLAGS;                                                                    \
-        CHEAP(gi[i] = m[i] ? g[i] : 0);                                               \
-    }                                                                                 \
-                                                                                      \
     static void param_fwd_##SFX(int kind, const double *prm, T *restrict o,           \
                                 const T *restrict x, int64_t n)                       \
     {                                                                                 \
@@ -205,6 +192,164 @@ POINTWISE_KERNELS(double, f64_avx512)
 FAROL_ISA_END
 #endif
 
+/* relu keeping its mask for backward, one bit per element: bit i % 8 of
+ * byte i / 8 is set where the gradient passes (x > 0, or NaN), the rule of
+ * unary_bwd's FAROL_RELU.  Chunks of CHUNK elements (a multiple of 16)
+ * never share a byte between threads. */
+static inline bool relu_passes_f32(float v) { return !(v <= 0); }
+static inline bool relu_passes_f64(double v) { return !(v <= 0); }
+#define RELU_BITS_TAIL(T, SFX)                                                        \
+    static void relu_bits_fwd_tail_##SFX(T *restrict o, uint8_t *restrict m,          \
+                                         const T *restrict x, int64_t i, int64_t end) \
+    {                                                                                 \
+        for (; i < end; i += 8) {                                                     \
+            uint8_t v = 0;                                                            \
+            for (int64_t j = 0; j < 8 && i + j < end; j++) {                          \
+                o[i + j] = x[i + j] < 0 ? 0 : x[i + j];                               \
+                v |= (uint8_t)(relu_passes_##SFX(x[i + j]) << j);                     \
+            }                                                                         \
+            m[i / 8] = v;                                                             \
+        }                                                                             \
+    }
+RELU_BITS_TAIL(float, f32)
+RELU_BITS_TAIL(double, f64)
+
+#define RELU_BITS(T, SFX, PASS)                                                       \
+    static void relu_bits_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
+                                    const T *restrict x, int64_t n)                   \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
+        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
+            const int64_t end = n - c < CHUNK ? n : c + CHUNK, full = c + (end - c) / 8 * 8; \
+            _Pragma("omp simd")                                                       \
+            for (int64_t i = c; i < full; i++) o[i] = x[i] < 0 ? 0 : x[i];            \
+            for (int64_t b = c / 8; b < full / 8; b++) {                              \
+                const T *xb = x + 8 * b;                                              \
+                unsigned v = 0;                                                       \
+                for (int j = 0; j < 8; j++) v |= (unsigned)!(xb[j] <= 0) << j;        \
+                m[b] = (uint8_t)v;                                                    \
+            }                                                                         \
+            relu_bits_fwd_tail_##PASS(o, m, x, full, end);                            \
+        }                                                                             \
+    }                                                                                 \
+                                                                                      \
+    static void relu_bits_bwd_##SFX(T *restrict gi, const T *restrict g,              \
+                                    const uint8_t *restrict m, int64_t n)             \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
+        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
+            const int64_t end = n - c < CHUNK ? n : c + CHUNK, full = c + (end - c) / 8 * 8; \
+            for (int64_t b = c / 8; b < full / 8; b++) {                              \
+                unsigned v = m[b];                                                    \
+                for (int j = 0; j < 8; j++) gi[8 * b + j] = v >> j & 1 ? g[8 * b + j] : 0; \
+            }                                                                         \
+            for (int64_t i = full; i < end; i++) gi[i] = (m[i >> 3] >> (i & 7)) & 1 ? g[i] : 0; \
+        }                                                                             \
+    }
+
+/* the portable kernels (no x86 vector extension) */
+RELU_BITS(float, f32, f32)
+RELU_BITS(double, f64, f64)
+
+#if FAROL_HAVE_ISA_VARIANTS
+/* With AVX2 and AVX-512 a compare gives the mask bits at once.  STEP
+ * elements (a multiple of 8, dividing CHUNK) per iteration: FWD(i) writes
+ * o and the mask bytes of elements i.., BWD(i) gi; the generic loops take
+ * a chunk's last elements. */
+#define RELU_BITS_VEC(T, SFX, PASS, STEP, FWD, BWD)                                   \
+    static void relu_bits_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
+                                    const T *restrict x, int64_t n)                   \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
+        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
+            const int64_t end = n - c < CHUNK ? n : c + CHUNK;                        \
+            int64_t i = c;                                                            \
+            for (; i + STEP <= end; i += STEP) FWD;                                   \
+            relu_bits_fwd_tail_##PASS(o, m, x, i, end);                               \
+        }                                                                             \
+    }                                                                                 \
+                                                                                      \
+    static void relu_bits_bwd_##SFX(T *restrict gi, const T *restrict g,              \
+                                    const uint8_t *restrict m, int64_t n)             \
+    {                                                                                 \
+        PAR_FLAGS;                                                                    \
+        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
+        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
+            const int64_t end = n - c < CHUNK ? n : c + CHUNK;                        \
+            int64_t i = c;                                                            \
+            for (; i + STEP <= end; i += STEP) BWD;                                   \
+            for (; i < end; i++) gi[i] = (m[i >> 3] >> (i & 7)) & 1 ? g[i] : 0;       \
+        }                                                                             \
+    }
+
+FAROL_ISA_BEGIN_AVX2
+/* 8 floats: x < 0 ? 0 : x (NaN and -0 kept), one mask byte */
+#define F32_AVX2_FWD                                                                  \
+    do {                                                                              \
+        __m256 v = _mm256_loadu_ps(x + i), z = _mm256_setzero_ps();                   \
+        _mm256_storeu_ps(o + i, _mm256_blendv_ps(v, z, _mm256_cmp_ps(v, z, _CMP_LT_OQ))); \
+        m[i / 8] = (uint8_t)_mm256_movemask_ps(_mm256_cmp_ps(v, z, _CMP_NLE_UQ));     \
+    } while (0)
+#define F32_AVX2_BWD                                                                  \
+    do {                                                                              \
+        const __m256i sel = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);           \
+        __m256i b = _mm256_and_si256(_mm256_set1_epi32(m[i / 8]), sel);               \
+        __m256 keep = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, sel));                \
+        _mm256_storeu_ps(gi + i, _mm256_and_ps(keep, _mm256_loadu_ps(g + i)));        \
+    } while (0)
+/* 8 doubles, two halves of 4 */
+#define F64_AVX2_FWD                                                                  \
+    do {                                                                              \
+        __m256d z = _mm256_setzero_pd(), a = _mm256_loadu_pd(x + i), b = _mm256_loadu_pd(x + i + 4); \
+        _mm256_storeu_pd(o + i, _mm256_blendv_pd(a, z, _mm256_cmp_pd(a, z, _CMP_LT_OQ))); \
+        _mm256_storeu_pd(o + i + 4, _mm256_blendv_pd(b, z, _mm256_cmp_pd(b, z, _CMP_LT_OQ))); \
+        m[i / 8] = (uint8_t)(_mm256_movemask_pd(_mm256_cmp_pd(a, z, _CMP_NLE_UQ)) |    \
+                             _mm256_movemask_pd(_mm256_cmp_pd(b, z, _CMP_NLE_UQ)) << 4); \
+    } while (0)
+#define F64_AVX2_BWD                                                                  \
+    do {                                                                              \
+        const __m256i lo = _mm256_setr_epi64x(1, 2, 4, 8), hi = _mm256_setr_epi64x(16, 32, 64, 128); \
+        __m256i v = _mm256_set1_epi64x(m[i / 8]);                                     \
+        __m256d kl = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(v, lo), lo)); \
+        __m256d kh = _mm256_castsi256_pd(_mm256_cmpeq_epi64(_mm256_and_si256(v, hi), hi)); \
+        _mm256_storeu_pd(gi + i, _mm256_and_pd(kl, _mm256_loadu_pd(g + i)));         \
+        _mm256_storeu_pd(gi + i + 4, _mm256_and_pd(kh, _mm256_loadu_pd(g + i + 4)));  \
+    } while (0)
+RELU_BITS_VEC(float, f32_avx2, f32, 8, F32_AVX2_FWD, F32_AVX2_BWD)
+RELU_BITS_VEC(double, f64_avx2, f64, 8, F64_AVX2_FWD, F64_AVX2_BWD)
+FAROL_ISA_END
+
+FAROL_ISA_BEGIN_AVX512
+/* 16 floats: two mask bytes, stored little-endian (elements i..i+7 first) */
+#define F32_AVX512_FWD                                                                \
+    do {                                                                              \
+        __m512 v = _mm512_loadu_ps(x + i), z = _mm512_setzero_ps();                   \
+        _mm512_storeu_ps(o + i, _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, z, _CMP_LT_OQ), z)); \
+        uint16_t bits = (uint16_t)_mm512_cmp_ps_mask(v, z, _CMP_NLE_UQ);              \
+        memcpy(m + i / 8, &bits, 2);                                                  \
+    } while (0)
+#define F32_AVX512_BWD                                                                \
+    do {                                                                              \
+        uint16_t bits;                                                                \
+        memcpy(&bits, m + i / 8, 2);                                                  \
+        _mm512_storeu_ps(gi + i, _mm512_maskz_mov_ps((__mmask16)bits, _mm512_loadu_ps(g + i))); \
+    } while (0)
+#define F64_AVX512_FWD                                                                \
+    do {                                                                              \
+        __m512d v = _mm512_loadu_pd(x + i), z = _mm512_setzero_pd();                  \
+        _mm512_storeu_pd(o + i, _mm512_mask_mov_pd(v, _mm512_cmp_pd_mask(v, z, _CMP_LT_OQ), z)); \
+        m[i / 8] = (uint8_t)_mm512_cmp_pd_mask(v, z, _CMP_NLE_UQ);                    \
+    } while (0)
+#define F64_AVX512_BWD                                                                \
+    _mm512_storeu_pd(gi + i, _mm512_maskz_mov_pd((__mmask8)m[i / 8], _mm512_loadu_pd(g + i)))
+RELU_BITS_VEC(float, f32_avx512, f32, 16, F32_AVX512_FWD, F32_AVX512_BWD)
+RELU_BITS_VEC(double, f64_avx512, f64, 8, F64_AVX512_FWD, F64_AVX512_BWD)
+FAROL_ISA_END
+#endif
+
 /* ---- shared plumbing ---- */
 
 /* t contiguous in dtype dt (t itself, retained, when it already is) */
@@ -244,21 +389,21 @@ static int pointwise_grad(farol_node *n, farol_tensor *gout, farol_tensor *s, bw
 
 /* ---- farol_unary ---- */
 
-/* ReLU's backward needs only where the gradient passes: one byte per
- * element (a quarter of a float32 output, an eighth of a float64 one),
- * kept in an internal int64 tensor of ceil(n / 8) elements that holds the
- * bytes.  Recorded as relu; takes over xc and out. */
+/* ReLU's backward needs only where the gradient passes: one bit per
+ * element (a 32nd of a float32 output), kept in an internal int64 tensor of
+ * ceil(n / 64) elements that holds the bytes.  Recorded as relu; takes over
+ * xc and out. */
 static farol_tensor *relu_recorded(farol_tensor *x, farol_tensor *xc, farol_tensor *out)
 {
-    int64_t n = farol_numel(out), words = (n + 7) / 8;
+    int64_t n = farol_numel(out), words = (n + 63) / 64;
     farol_tensor *mask = farol_empty(1, &words, FAROL_I64);
     if (!mask) {
         farol_release(out);
         out = NULL;
     } else if (x->dtype == FAROL_F32) {
-        FAROL_ISA_DISPATCH(relu_mask_fwd_f32, (farol_data(out), farol_data(mask), farol_data(xc), n));
+        FAROL_ISA_DISPATCH(relu_bits_fwd_f32, (farol_data(out), farol_data(mask), farol_data(xc), n));
     } else {
-        FAROL_ISA_DISPATCH(relu_mask_fwd_f64, (farol_data(out), farol_data(mask), farol_data(xc), n));
+        FAROL_ISA_DISPATCH(relu_bits_fwd_f64, (farol_data(out), farol_data(mask), farol_data(xc), n));
     }
     out = farol_record(FAROL_OP_UNARY, out, 1, &x, FAROL_SAVE(mask),
                        &(farol_op_params){.pw = {.kind = FAROL_RELU}});
@@ -273,9 +418,9 @@ static int relu_backward(farol_node *n, farol_tensor *gout, farol_tensor *mask, 
     farol_tensor *g = contig_as(gout, e->dtype);
     farol_tensor *gi = g ? farol_empty(e->ndim, e->shape, e->dtype) : NULL;
     if (gi && e->dtype == FAROL_F32)
-        FAROL_ISA_DISPATCH(relu_mask_bwd_f32, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
+        FAROL_ISA_DISPATCH(relu_bits_bwd_f32, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
     else if (gi)
-        FAROL_ISA_DISPATCH(relu_mask_bwd_f64, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
+        FAROL_ISA_DISPATCH(relu_bits_bwd_f64, (farol_data(gi), farol_data(g), farol_data(mask), farol_numel(gi)));
     farol_release(g);
     gin[0] = gi;
     return gi ? 0 : -1;

@@ -200,9 +200,9 @@ static void test_lean_saves_bytes(void **state) {
             farol_tensor *y = block_fn(&B, &x);
             farol_freeze_leaves(prev);
             size_t kept = farol_live_bytes() - before;
-            /* y, relu masks (1 byte per element, in 8-byte words), argmaxes
+            /* y, relu masks (1 bit per element, in 8-byte words), argmaxes
              * (4 bytes per element, in 8-byte words) */
-            size_t lean = pooled * es + ((act + 7) / 8 * 8) + ((pooled + 7) / 8 * 8) +
+            size_t lean = pooled * es + ((act + 63) / 64 * 8) + ((pooled + 63) / 64 * 8) +
                           ((pooled * 4 + 7) / 8 * 8);
             /* unfrozen: conv1's output (bn1's input), the pool's output
              * (conv2's input), conv2's output (bn2's input) */
@@ -216,27 +216,39 @@ static void test_lean_saves_bytes(void **state) {
     }
 }
 
-/* relu's mask gives the rule of its backward: the gradient passes where
- * x > 0 and at NaN, not at 0, -0 or below */
+/* relu's bit mask gives the rule of its backward: the gradient passes where
+ * x > 0 and at NaN, not at 0, -0 or below; the forward keeps NaN and -0.
+ * Lengths around the vector width, the byte and the threads' chunks. */
 static void test_relu_mask_rule(void **state) {
     (void)state;
-    const double v[] = {-2, -0.0, 0.0, 1e-30, 3, INFINITY, -INFINITY, NAN, 0.5};
-    const double want[] = {0, 0, 0, 1, 1, 1, 0, 1, 1};
-    int64_t n = 9;
-    for (int d = 0; d < 2; d++) {
-        farol_dtype dt = d ? FAROL_F64 : FAROL_F32;
-        farol_tensor *x64 = farol_from_data(1, &n, FAROL_F64, v);
-        farol_tensor *x = farol_cast_raw(x64, dt), *g = NULL;
-        assert_int_equal(farol_set_requires_grad(x, true), 0);
-        farol_tensor *y = farol_unary(x, FAROL_RELU), *go = farol_full(1, &n, 2.0, dt);
-        assert_int_equal(farol_grad(1, &y, &go, 1, &x, &g), 0);
-        for (int64_t i = 0; i < n; i++) assert_true(farol_get_flat(g, i) == 2.0 * want[i]);
-        farol_release(g);
-        farol_release(go);
-        farol_release(y);
-        farol_release(x);
-        farol_release(x64);
-    }
+    const double v[] = {-2, -0.0, 0.0, 1e-30, 3, INFINITY, -INFINITY, NAN, 0.5, -1e-30, 7};
+    const int64_t lens[] = {1, 9, 16, 23, 64, 4096 * 2 + 37, 40000 * 3 + 5};
+    for (int d = 0; d < 2; d++)
+        for (size_t l = 0; l < sizeof lens / sizeof *lens; l++) {
+            farol_dtype dt = d ? FAROL_F64 : FAROL_F32;
+            int64_t n = lens[l];
+            double *xv = malloc((size_t)n * sizeof *xv), *gv = malloc((size_t)n * sizeof *gv);
+            for (int64_t i = 0; i < n; i++) {
+                xv[i] = v[(i * 7 + i / 13) % 11];
+                gv[i] = (double)(i % 1000) + 1;
+            }
+            farol_tensor *x64 = farol_from_data(1, &n, FAROL_F64, xv), *g64 = farol_from_data(1, &n, FAROL_F64, gv);
+            farol_tensor *x = farol_cast_raw(x64, dt), *go = farol_cast_raw(g64, dt), *g = NULL;
+            assert_int_equal(farol_set_requires_grad(x, true), 0);
+            farol_tensor *y = farol_unary(x, FAROL_RELU);
+            assert_int_equal(farol_grad(1, &y, &go, 1, &x, &g), 0);
+            for (int64_t i = 0; i < n; i++) {
+                double e = farol_get_flat(x, i), got = farol_get_flat(y, i); /* in dt */
+                bool passes = !(e <= 0);
+                assert_true(farol_get_flat(g, i) == (passes ? gv[i] : 0.0));
+                if (!(isnan(e) ? isnan(got) : got == (e < 0 ? 0.0 : e) && signbit(got) == signbit(e < 0 ? 0.0 : e)))
+                    fail_msg("d %d n %lld i %lld x %g got %g", d, (long long)n, (long long)i, e, got);
+            }
+            farol_tensor *all[] = {x64, g64, x, go, g, y};
+            for (size_t k = 0; k < sizeof all / sizeof *all; k++) farol_release(all[k]);
+            free(xv);
+            free(gv);
+        }
 }
 
 /* a leaf made after the freeze takes a gradient, one made before does not;
