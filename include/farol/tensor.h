@@ -64,7 +64,9 @@ static inline void *farol_data(const farol_tensor *t) {
 FAROL_API farol_tensor *farol_retain(farol_tensor *t);
 FAROL_API void farol_release(farol_tensor *t);          /* NULL is fine */
 FAROL_API size_t farol_live_bytes(void);                /* storage bytes alive, this process */
-/* frees the cache of large buffers kept for reuse (it holds at most 1 GiB) */
+/* frees the cache of large buffers kept for reuse (buffers in use plus cached
+ * stay within 1.5x the peak in use, at most 1 GiB cached) and measures that
+ * peak again from now */
 FAROL_API void farol_release_cached_memory(void);
 
 /* creation (shape: ndim sizes; ndim 0 is a scalar) */
