@@ -4,9 +4,10 @@
  *   blas        cblas_sgemm, OpenBLAS threading itself (farol before farol_gemm)
  *   dnnl        dnnl_sgemm, oneDNN threading itself
  *   farol       farol_gemm: fixed blocks of C, one single-threaded oneDNN
- *               sgemm each, blocks shared over OpenMP threads
+ *               sgemm each (OpenBLAS for NN with K <= 32), blocks shared
+ *               over OpenMP threads
  *   farol_blas  farol_gemm with the fast path off (OpenBLAS blocks)
- *   build/gemm_shapes [--ms MS] [--threads T] [--model mlp|transformer|cnn|all]
+ *   build/gemm_shapes [--ms MS] [--threads T] [--model mlp|transformer|cnn|small|all]
  * (MS: time per figure, default 200; T: only that thread count)
  * prints one line per shape and strategy: median GFLOP/s of 5 windows. */
 #include <cblas.h>
@@ -85,6 +86,11 @@ int main(int argc, char **argv) {
         {"transformer", "ff1' NN 2048x256x1024", 'N', 'N', 2048, 256, 1024, 0},
         {"cnn", "fc1 NT 64x256x4096", 'N', 'T', 64, 256, 4096, 1},
         {"cnn", "fc1' NN 64x4096x256", 'N', 'N', 64, 4096, 256, 0},
+        {"cnn", "fc2' NN 64x256x10", 'N', 'N', 64, 256, 10, 0},
+        {"small", "NN 128x1024x16", 'N', 'N', 128, 1024, 16, 0},
+        {"small", "NN 128x1024x32", 'N', 'N', 128, 1024, 32, 0},
+        {"small", "NN 512x512x8", 'N', 'N', 512, 512, 8, 0},
+        {"small", "TN 128x1024x10", 'T', 'N', 128, 1024, 10, 0},
     };
     size_t big = 2048 * 1024 + 4096;
     float *a = malloc(big * 4), *b = malloc(big * 4), *c = malloc(big * 4);

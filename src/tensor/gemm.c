@@ -15,9 +15,10 @@
  * than they do).
  *
  * float32 runs on oneDNN's sgemm when farol has it (faster than OpenBLAS's
- * per block on this benchmark's NN and NT shapes, measured in
- * bench/gemm_shapes.c), else, and for float64, on OpenBLAS through its
- * column-major interface (never the row-major direct path).
+ * per block on the benchmark models' shapes, measured in
+ * bench/gemm_shapes.c, but for NN products with a short K), else, and for
+ * float64, on OpenBLAS through its column-major interface (never the
+ * row-major direct path).
  * farol_set_fast_gemm(false) or FAROL_NO_DNNL=1 keep every product on
  * OpenBLAS (the reference the tests compare with). */
 #define _GNU_SOURCE
@@ -135,6 +136,13 @@ static int hold_pthreads_blas(void) {
 
 static void gemm_blocks_run(const gemm_args *g);
 
+/* oneDNN's sgemm for a float32 product, unless it is NN with a short K
+ * (<= 32), where OpenBLAS's is 10-40 % faster (bench/gemm_shapes: the MLP's
+ * and the CNN's last-layer input gradients, K = 10) */
+static bool use_dnnl(farol_dtype dt, bool ta, bool tb, int64_t K) {
+    return dt == FAROL_F32 && farol_fast_gemm_enabled() && (ta || tb || K > 32);
+}
+
 /* the product g describes, threaded over blocks of C */
 static void gemm_run(const gemm_args *g) {
     if (g->M <= 0 || g->N <= 0) return;
@@ -183,7 +191,7 @@ void farol_gemm(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int64_t 
                 int64_t ldc) {
     gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
                    .ldc = ldc, .alpha = alpha, .beta = beta, .a = A, .b = B, .c = C,
-                   .fast = dt == FAROL_F32 && farol_fast_gemm_enabled()};
+                   .fast = use_dnnl(dt, ta, tb, K)};
     gemm_run(&g);
 }
 
@@ -192,7 +200,7 @@ void farol_gemm_bias(farol_dtype dt, bool ta, bool tb, int64_t M, int64_t N, int
                      void *C, int64_t ldc) {
     gemm_args g = {.dt = dt, .ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb,
                    .ldc = ldc, .alpha = 1, .beta = bias ? 1 : 0, .a = A, .b = B, .c = C,
-                   .bias = bias, .fast = dt == FAROL_F32 && farol_fast_gemm_enabled()};
+                   .bias = bias, .fast = use_dnnl(dt, ta, tb, K)};
     gemm_run(&g);
 }
 
