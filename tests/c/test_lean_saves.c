@@ -1,6 +1,6 @@
 /* What ops keep for backward when only input gradients are wanted: frozen
  * leaves (farol_freeze_leaves, used by the attributions) get no edge, and
- * conv2d / batch_norm / linear then keep no activation; relu keeps a byte mask and
+ * conv2d / batch_norm / linear then keep no activation; relu keeps a bit mask and
  * max_pool2d int32 argmaxes always.  Each lean path is checked against
  * finite differences and against the full-save path (bitwise), in float32
  * and float64, and the bytes it keeps are counted. */
@@ -179,7 +179,7 @@ static void test_batch_norm_lean_gradcheck(void **state) {
 
 /* The bytes a recorded forward keeps once its intermediate results are
  * released: with frozen parameters, the block keeps no conv or batch_norm
- * activation, only relu's byte masks and the pool's int32 argmaxes (and
+ * activation, only relu's bit masks and the pool's int32 argmaxes (and
  * the outputs it returns); unfrozen, it also keeps what the weight
  * gradients need: the inputs of both convs and both batch_norms. */
 static void test_lean_saves_bytes(void **state) {

@@ -81,6 +81,11 @@ static void test_pool_gradcheck(void **state) {
     gradcheck("max overlapping, strided x", &m2, 4, (int64_t[]){1, 2, 5, 4}, 2);
     pool_ctx m3 = {.kind = MAX, .o = popts(2, 0, 1)};
     gradcheck("max 3-D", &m3, 3, (int64_t[]){3, 5, 5}, 3);
+    /* large windows, padding and ceil_mode's partial windows */
+    pool_ctx m4 = {.kind = MAX, .o = {{17, 16}, {3, 4}, {8, 8}}};
+    gradcheck("max 17x16 window", &m4, 4, (int64_t[]){1, 2, 20, 19}, 8);
+    pool_ctx m5 = {.kind = MAX, .o = {{16, 16}, {5, 3}, {8, 7}, true}};
+    gradcheck("max 16x16 window, ceil_mode", &m5, 4, (int64_t[]){1, 2, 21, 18}, 9);
 
     pool_ctx a1 = {.kind = AVG, .o = {{3, 2}, {2, 1}, {1, 1}}};
     gradcheck("avg padded", &a1, 4, (int64_t[]){2, 3, 7, 6}, 4);
