@@ -192,6 +192,9 @@ static void row_axpy(farol_dtype dt, char *dst, int64_t dstep, const char *src, 
         if (dstep == 1 && sstep == 1) {
 #pragma omp simd
             for (int64_t i = 0; i < n; i++) d[i] += af * s[i];
+        } else if (dstep == 2 && sstep == 1) { /* col2im at stride 2: a constant stride vectorises */
+#pragma omp simd
+            for (int64_t i = 0; i < n; i++) d[2 * i] += af * s[i];
         } else {
             for (int64_t i = 0; i < n; i++) d[i * dstep] += af * s[i * sstep];
         }
