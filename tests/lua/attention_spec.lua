@@ -126,6 +126,12 @@ describe("scaled_dot_product_attention", function()
     -- E = 0: every score is 0, the result is the mean of v
     local v = randn64(1, 4, 2)
     H.close(sdpa(randn64(1, 3, 0), randn64(1, 4, 0), v), v:mean(2, true):expand(1, 3, 2), 1e-14, 1e-14, "E = 0")
+    -- the same in float32, whose products with K = 0 take other GEMM paths
+    local v32 = farol.randn(1, 4, 2)
+    H.close(sdpa(farol.randn(1, 3, 0), farol.randn(1, 4, 0), v32), v32:mean(2, true):expand(1, 3, 2), 1e-6, 1e-7,
+            "E = 0, float32")
+    H.close(sdpa(farol.randn(2, 3, 5), farol.randn(2, 0, 5), farol.randn(2, 0, 4)), farol.zeros(2, 3, 4), 0, 0,
+            "no keys, float32")
   end)
 
   it("checks its arguments", function()
