@@ -23,6 +23,7 @@
 #endif
 
 #include "cli/cli.h"
+#include "farol.h"
 
 /* ---- errors: the message handler keeps the traceback (registry, TB_KEY);
  * scripts and -e print it as lua5.4 does, the REPL prints the message only
@@ -405,6 +406,13 @@ static int version(lua_State *L) {
 
 int main(int argc, char **argv) {
     passive_wait(argv);
+    /* The runner is one OS thread running farol, so it may change the
+     * thread count under load without the hazards of several OS threads
+     * sharing OpenBLAS (docs/THREADS.md); and results no longer depend on the
+     * count (the GEMMs, convolutions and attention are cut by shape), so
+     * fewer threads under foreign load cost no bit of the answer.  A script
+     * can still turn it off: farol.config{adaptive_threads = false}. */
+    farol_set_adaptive_threads(true);
     lua_State *L = luaL_newstate();
     if (!L) {
         fprintf(stderr, "farol: cannot create a Lua state\n");

@@ -227,17 +227,13 @@ static double elem(farol_dtype dt, const char *p, int64_t i) {
     return dt == FAROL_F32 ? ((const float *)p)[i] : ((const double *)p)[i];
 }
 
-/* C (m, n) = op(A) @ op(B) + beta * C, row-major, ld* in elements */
+/* C (m, n) = op(A) @ op(B) + beta * C, row-major, ld* in elements: through
+ * farol_gemm, whose results do not depend on the thread count (a job that
+ * runs alone outside a parallel region would otherwise get OpenBLAS's own
+ * threading, which sums in another order at 2 threads than at 1) */
 static void gemm(farol_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, const char *a,
                  int64_t lda, const char *b, int64_t ldb, double beta, char *c, int64_t ldc) {
-    enum CBLAS_TRANSPOSE opa = ta ? CblasTrans : CblasNoTrans, opb = tb ? CblasTrans : CblasNoTrans;
-    farol_blas_ready();
-    if (dt == FAROL_F32)
-        cblas_sgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0f, (const float *)a, (int)lda,
-                    (const float *)b, (int)ldb, (float)beta, (float *)c, (int)ldc);
-    else
-        cblas_dgemm(CblasRowMajor, opa, opb, (int)m, (int)n, (int)k, 1.0, (const double *)a, (int)lda,
-                    (const double *)b, (int)ldb, beta, (double *)c, (int)ldc);
+    farol_gemm(dt, ta, tb, m, n, k, 1.0, a, lda, b, ldb, beta, c, ldc);
 }
 
 /* ---- im2col / col2im ---- */
@@ -349,6 +345,7 @@ typedef struct {
     bool backward;
     bool direct;         /* 1x1, stride 1, no padding, one image: x is the column matrix */
     int nt;              /* threads */
+    int slots;           /* weight-gradient accumulators: one per fixed range of jobs */
     size_t col_bytes;    /* per thread: (Ckk, columns of a tile) */
     size_t buf_bytes;    /* per thread: (Kg, nb*OHW) output or gradient block */
 } conv_plan;
@@ -362,8 +359,10 @@ static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt, bo
                      .OHW = g->OH * g->OW, .nb = 1, .th = g->OH, .parts = 1, .backward = backward};
     p->Ckk = p->Cg * p->kk;
     p->cb = p->Cg;
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (g->N * g->K * p->OHW * p->Ckk < CONV_PAR_MIN_MACS) nt = 1;
+    /* The plan (batches, tiles, parts) depends on the shape and the core
+     * count, never on the thread count, so that results do not either;
+     * threads only share its jobs out (run_jobs). */
+    int nt = g->N * g->K * p->OHW * p->Ckk < CONV_PAR_MIN_MACS ? 1 : omp_get_num_procs();
     if (p->OHW < CONV_MIN_COLS) {
         int64_t cap = g->N / nt > 1 ? g->N / nt : 1;  /* keep a job per thread */
         p->nb = ceil_div(CONV_MIN_COLS, p->OHW);
@@ -392,18 +391,32 @@ static void plan_init(conv_plan *p, const farol_conv_geom *g, farol_dtype dt, bo
         }
     }
     p->jobs = chunks * p->parts;
-    /* with fewer jobs than threads, let OpenBLAS thread each GEMM instead */
-    p->nt = p->jobs >= nt ? nt : 1;
+    /* the threads that run: one job each at least; with a single job its
+     * GEMMs thread themselves (farol_gemm, also independent of the count) */
+    int run = omp_in_parallel() || nt == 1 ? 1 : omp_get_max_threads();
+    p->nt = run < 2 || p->jobs < 2 ? 1 : p->jobs < run ? (int)p->jobs : run;
+    p->slots = p->jobs < nt ? (int)p->jobs : nt;
     size_t cols = (size_t)(p->nb > 1 ? p->nb * p->OHW : p->th * g->OW);
     p->col_bytes = p->direct ? 0 : round64((size_t)p->Ckk * cols * p->es);
     p->buf_bytes = p->nb > 1 ? round64((size_t)(p->Kg * p->nb * p->OHW) * p->es) : 0;
 }
 
-/* Runs body(p, job, thread scratch) over all jobs: spread over threads
- * with single-threaded GEMMs, or in order with OpenBLAS's threads. */
-typedef void (*job_fn)(const conv_plan *p, void *ctx, int64_t job, int tid, char *col, char *buf);
+/* Runs body(p, job, slot, thread scratch) over all jobs: spread over threads
+ * with single-threaded GEMMs, or in order on one thread.  With by_slot, the
+ * jobs go in p->slots fixed ranges, each run in order by one thread and
+ * given its range's index (its weight-gradient accumulator), so the sums do
+ * not depend on which thread took what; otherwise one job at a time to
+ * whichever thread is free (slot 0). */
+typedef void (*job_fn)(const conv_plan *p, void *ctx, int64_t job, int slot, char *col, char *buf);
 
-static int run_jobs(const conv_plan *p, job_fn body, void *ctx) {
+/* range r of n: its slot's jobs in order, or (n == jobs) the one job r */
+static void run_range(const conv_plan *p, job_fn body, void *ctx, int64_t r, int64_t n, bool by_slot,
+                      char *col, char *buf) {
+    for (int64_t j = r * p->jobs / n; j < (r + 1) * p->jobs / n; j++)
+        body(p, ctx, j, by_slot ? (int)r : 0, col, buf);
+}
+
+static int run_jobs(const conv_plan *p, job_fn body, void *ctx, bool by_slot) {
     size_t per = p->col_bytes + p->buf_bytes;
     char *scratch = NULL;
     if (per) {
@@ -413,6 +426,7 @@ static int run_jobs(const conv_plan *p, job_fn body, void *ctx) {
             return -1;
         }
     }
+    int64_t ranges = by_slot ? p->slots : p->jobs;
     if (p->nt > 1) {
         /* OpenBLAS on OpenMP runs single-threaded inside a parallel region by
          * itself; the pthreads build must be told (process-wide, restored
@@ -424,19 +438,19 @@ static int run_jobs(const conv_plan *p, job_fn body, void *ctx) {
             int tid = omp_get_thread_num();
             char *col = scratch + per * (size_t)tid, *buf = col + p->col_bytes;
 #pragma omp for schedule(dynamic, 1)
-            for (int64_t j = 0; j < p->jobs; j++) body(p, ctx, j, tid, col, buf);
+            for (int64_t r = 0; r < ranges; r++) run_range(p, body, ctx, r, ranges, by_slot, col, buf);
         }
         if (blas_nt > 1) openblas_set_num_threads(blas_nt);
     } else {
-        for (int64_t j = 0; j < p->jobs; j++)
-            body(p, ctx, j, 0, scratch, scratch ? scratch + p->col_bytes : NULL);
+        for (int64_t r = 0; r < ranges; r++)
+            run_range(p, body, ctx, r, ranges, by_slot, scratch, scratch ? scratch + p->col_bytes : NULL);
     }
     farol_aligned_free(scratch);
     return 0;
 }
 
 typedef struct {
-    char *out, *dx, *dw;       /* dw: nt accumulators of (K, Ckk) when threaded */
+    char *out, *dx, *dw;       /* dw: slots accumulators of (K, Ckk) */
     const char *x, *w, *b, *gout;
 } conv_io;
 
@@ -504,7 +518,7 @@ static void fill_bias(farol_dtype dt, char *c, int64_t Kg, int64_t n, int64_t ld
 }
 
 /* out[n0 .. n0+cnt) = W @ im2col(x) + b, one group at a time */
-static void forward_job(const conv_plan *p, void *ctx, int64_t job, int tid, char *col, char *buf) {
+static void forward_job(const conv_plan *p, void *ctx, int64_t job, int slot, char *col, char *buf) {
     const conv_io *io = ctx;
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
@@ -534,7 +548,7 @@ static void forward_job(const conv_plan *p, void *ctx, int64_t job, int tid, cha
 
 /* dx[n0 .. n0+cnt) = col2im(W^T @ G) and dw += G @ im2col(x)^T, for the
  * job's input channels */
-static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, char *col, char *buf) {
+static void backward_job(const conv_plan *p, void *ctx, int64_t job, int slot, char *col, char *buf) {
     const conv_io *io = ctx;
     const farol_conv_geom *g = p->g;
     size_t es = p->es;
@@ -575,7 +589,7 @@ static void backward_job(const conv_plan *p, void *ctx, int64_t job, int tid, ch
             if (io->dw) {
                 int64_t ld;
                 const char *cols = block_cols(p, io, &b, gi, col, &ld);
-                char *acc = io->dw + (size_t)((tid * g->K + gi * p->Kg) * p->Ckk + b.c0 * p->kk) * es;
+                char *acc = io->dw + (size_t)((slot * g->K + gi * p->Kg) * p->Ckk + b.c0 * p->kk) * es;
                 gemm(p->dt, false, true, p->Kg, nc * p->kk, b.ncols, gt, ldg, cols, ld, 1.0, acc, p->Ckk);
             }
         }
@@ -698,7 +712,7 @@ static int conv_forward(const farol_conv_geom *g, farol_dtype dt, char *out, con
     conv_plan p;
     plan_init(&p, g, dt, false);
     conv_io io = {.out = out, .x = x, .w = w, .b = b};
-    return run_jobs(&p, forward_job, &io);
+    return run_jobs(&p, forward_job, &io, false);
 }
 
 farol_tensor *farol_conv2d(farol_tensor *x, farol_tensor *w, farol_tensor *b, const farol_conv_opts *o) {
@@ -774,20 +788,20 @@ int farol_conv2d_backward(farol_node *n, farol_tensor *gout, farol_tensor **gin)
         plan_init(&p, &g, dt, true);
         conv_io io = {.dx = dx ? farol_data(dx) : NULL, .gout = gp, .x = x ? farol_data(x) : NULL,
                       .w = w ? farol_data(w) : NULL};
-        /* dw: one zeroed accumulator per thread, summed after */
+        /* dw: one zeroed accumulator per fixed range of jobs, summed in order after */
         size_t dw_bytes = (size_t)(g.K * p.Ckk) * es;
         char *acc = NULL;
-        if (dw && p.nt > 1) {
-            acc = farol_calloc((size_t)p.nt, dw_bytes);
+        if (dw && p.slots > 1) {
+            acc = farol_calloc((size_t)p.slots, dw_bytes);
             if (!acc) {
                 farol_set_error("farol: conv2d: out of memory");
                 rc = -1;
             }
         }
         io.dw = acc ? acc : dw ? farol_data(dw) : NULL;
-        if (rc == 0) rc = run_jobs(&p, backward_job, &io);
+        if (rc == 0) rc = run_jobs(&p, backward_job, &io, dw != NULL);
         if (rc == 0 && acc)
-            for (int t = 0; t < p.nt; t++)
+            for (int t = 0; t < p.slots; t++)
                 row_axpy(dt, farol_data(dw), 1, acc + t * dw_bytes, 1, g.K * p.Ckk, 1.0);
         farol_free(acc);
     }

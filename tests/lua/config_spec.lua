@@ -99,6 +99,49 @@ describe("farol.config", function()
     farol.config{fast_gemm = was}
   end)
 
+  -- convolutions (oneDNN or im2col), batch_norm, max_pool2d, the residual
+  -- adds and the linear head: none may depend on the thread count either,
+  -- or adaptive threads would make results depend on the machine's load
+  it("gives bitwise the same saliency at 1 and 2 threads on the CNN and ResNet-18", function()
+    farol.manual_seed(8)
+    local cases = {
+      {"cnn", H.cnn_cifar(), farol.randn(16, 3, 32, 32), 3},
+      {"resnet18", require("farol.models.resnet18")(10), farol.randn(2, 3, 64, 64), {2, 9}},
+    }
+    local n, was = farol.get_num_threads(), farol.config().fast_conv
+    for _, case in ipairs(cases) do
+      local name, model, x, target = table.unpack(case)
+      model:eval()
+      for _, fast in ipairs{false, true} do
+        farol.config{fast_conv = fast}
+        local s = {}
+        for t = 1, 2 do
+          farol.set_num_threads(t)
+          s[t] = farol.Saliency(model):attribute(x, target)
+        end
+        assert.equals(0, s[1]:ne(s[2]):sum():item(), name .. ", fast_conv = " .. tostring(fast))
+        assert.is_true(s[1]:abs():sum():item() > 0)
+      end
+    end
+    farol.set_num_threads(n)
+    farol.config{fast_conv = was}
+  end)
+
+  it("gives conv2d's weight gradient bitwise the same at 1 and 2 threads", function()
+    farol.manual_seed(9)
+    local x, gy = farol.randn(16, 32, 32, 32), farol.randn(16, 32, 32, 32)
+    local w = farol.randn(32, 32, 3, 3):requires_grad(true)
+    local n = farol.get_num_threads()
+    local dw = {}
+    for t = 1, 2 do
+      farol.set_num_threads(t)
+      dw[t] = farol.grad((farol.conv2d(x, w, nil, {padding = 1}) * gy):sum(), w)
+    end
+    farol.set_num_threads(n)
+    assert.equals(0, dw[1]:ne(dw[2]):sum():item())
+    assert.is_true(dw[1]:abs():sum():item() > 0)
+  end)
+
   it("refuses bad options", function()
     assert.has_error(function() farol.config(1) end, "farol: config: options must be a table, got number")
     assert.are.equal("table", type(farol.config(nil)))  -- nil: no options, as no argument
@@ -133,5 +176,17 @@ describe("the farol runner", function()
     out = run("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=ACTIVE")
     assert.is_not.equals("'0'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
     assert.truthy(out:find("policy=ACTIVE", 1, true))
+  end)
+
+  it("runs adaptive threads unless the script turns them off", function()
+    local function adaptive(code)
+      local p = assert(io.popen(runner .. " -e '" .. code .. "' 2>&1"))
+      local out = p:read("a")
+      p:close()
+      return out
+    end
+    assert.equals("true\n", adaptive('print(require("farol").config().adaptive_threads)'))
+    assert.equals("false\n",
+                  adaptive('print(require("farol").config{adaptive_threads = false}.adaptive_threads)'))
   end)
 end)
