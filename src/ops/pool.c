@@ -275,8 +275,23 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
             }                                                                                  \
     }
 
-/* the common 2x2 window at stride 2 without padding, straight-line */
-#define DEFINE_MAX_FORWARD_2X2(T, NAME)                                                        \
+/* the common 2x2 window at stride 2 without padding: one output row from
+ * input rows r0 and r1 (base: r0's index in the plane), straight-line */
+#define DEFINE_MAX_2X2_ROW(T, NAME)                                                            \
+    static void NAME(const T *r0, const T *r1, T *o, int32_t *id, int64_t OW, int32_t base,     \
+                     int32_t W32) {                                                            \
+        for (int64_t ow = 0; ow < OW; ow++) {                                                  \
+            int64_t i = base + 2 * ow, bi = i;                                                 \
+            T best = r0[2 * ow];                                                               \
+            MAX_TAKE(T, r0[2 * ow + 1], i + 1);                                                \
+            MAX_TAKE(T, r1[2 * ow], i + W32);                                                  \
+            MAX_TAKE(T, r1[2 * ow + 1], i + W32 + 1);                                          \
+            o[ow] = best;                                                                      \
+            if (id) id[ow] = (int32_t)bi;                                                      \
+        }                                                                                      \
+    }
+
+#define DEFINE_MAX_FORWARD_2X2(T, NAME, ROW)                                                   \
     static void NAME(const pool_plan *p, T *out, int32_t *idx, const T *x) {                   \
         int64_t W = p->W, HW = p->H * W, OW = p->OW, OHW = p->OH * OW;                         \
         int64_t work = p->planes * HW;                                                         \
@@ -284,15 +299,8 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
         for (int64_t pl = 0; pl < p->planes; pl++)                                             \
             for (int64_t oh = 0; oh < p->OH; oh++) {                                           \
                 const T *r = x + pl * HW + 2 * oh * W;                                         \
-                for (int64_t ow = 0; ow < OW; ow++) {                                          \
-                    int64_t i = 2 * oh * W + 2 * ow, bi = i;                                   \
-                    T best = r[2 * ow];                                                        \
-                    MAX_TAKE(T, r[2 * ow + 1], i + 1);                                         \
-                    MAX_TAKE(T, r[W + 2 * ow], i + W);                                         \
-                    MAX_TAKE(T, r[W + 2 * ow + 1], i + W + 1);                                 \
-                    out[pl * OHW + oh * OW + ow] = best;                                       \
-                    if (idx) idx[pl * OHW + oh * OW + ow] = (int32_t)bi;                       \
-                }                                                                              \
+                int64_t q = pl * OHW + oh * OW;                                                \
+                ROW(r, r + W, out + q, idx ? idx + q : NULL, OW, (int32_t)(2 * oh * W), (int32_t)W); \
             }                                                                                  \
     }
 
@@ -400,6 +408,37 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
             }                                                                                  \
         }                                                                                      \
     }
+/* the 2x2 window at stride 2 the same way: two loads per input row,
+ * deinterleaved into the window's two columns */
+#define MAX_ROW_2X2_F32_AVX512_BLOCKS                                                          \
+    static void max_row_2x2_f32_avx512_blocks(const float *r0, const float *r1, float *o,      \
+                                              int32_t *id, int64_t OW, int32_t base,           \
+                                              int32_t W32) {                                   \
+        if (OW < 16) {                                                                         \
+            max_row_2x2_f32_avx512(r0, r1, o, id, OW, base, W32);                              \
+            return;                                                                            \
+        }                                                                                      \
+        const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,     \
+                                             26, 28, 30);                                      \
+        const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));                         \
+        const __m512i koff = _mm512_setr_epi32(0, 1, W32, W32 + 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
+                                               0, 0, 0);                                       \
+        for (int64_t s0 = 0; s0 < OW; s0 += 16) {                                              \
+            int64_t st = s0 + 16 <= OW ? s0 : OW - 16;                                         \
+            __m512 A = _mm512_loadu_ps(r0 + 2 * st), B = _mm512_loadu_ps(r0 + 2 * st + 16);     \
+            __m512 C = _mm512_loadu_ps(r1 + 2 * st), D = _mm512_loadu_ps(r1 + 2 * st + 16);     \
+            __m512 best = _mm512_permutex2var_ps(A, ev, B);                                    \
+            __m512i k = _mm512_setzero_si512();                                                \
+            MAX_TAKE_V(_mm512_permutex2var_ps(A, od, B), 1);                                   \
+            MAX_TAKE_V(_mm512_permutex2var_ps(C, ev, D), 2);                                   \
+            MAX_TAKE_V(_mm512_permutex2var_ps(C, od, D), 3);                                   \
+            _mm512_storeu_ps(o + st, best);                                                    \
+            if (id) {                                                                          \
+                __m512i i = _mm512_add_epi32(_mm512_set1_epi32(base + 2 * (int32_t)st), ev);    \
+                _mm512_storeu_si512(id + st, _mm512_add_epi32(i, _mm512_permutexvar_epi32(k, koff))); \
+            }                                                                                  \
+        }                                                                                      \
+    }
 #endif
 
 DEFINE_MAX_FORWARD(float, max_forward_f32)
@@ -408,8 +447,10 @@ DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32)
 DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32, max_row_3x3s2_f32)
 DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64)
 DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64, max_row_3x3s2_f64)
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64)
+DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32)
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32, max_row_2x2_f32)
+DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64, max_row_2x2_f64)
 DEFINE_MAX_BACKWARD(float, max_backward_f32)
 DEFINE_MAX_BACKWARD(double, max_backward_f64)
 DEFINE_AVG_FORWARD(float, avg_forward_f32)
@@ -424,8 +465,10 @@ DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32_avx2)
 DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx2, max_row_3x3s2_f32_avx2)
 DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx2)
 DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx2, max_row_3x3s2_f64_avx2)
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx2)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx2)
+DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32_avx2)
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx2, max_row_2x2_f32_avx2)
+DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64_avx2)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx2, max_row_2x2_f64_avx2)
 DEFINE_MAX_BACKWARD(float, max_backward_f32_avx2)
 DEFINE_MAX_BACKWARD(double, max_backward_f64_avx2)
 DEFINE_AVG_FORWARD(float, avg_forward_f32_avx2)
@@ -441,8 +484,11 @@ MAX_ROW_3X3S2_F32_AVX512_BLOCKS
 DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx512, max_row_3x3s2_f32_avx512_blocks)
 DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx512)
 DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx512, max_row_3x3s2_f64_avx512)
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx512)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx512)
+DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32_avx512)
+MAX_ROW_2X2_F32_AVX512_BLOCKS
+DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx512, max_row_2x2_f32_avx512_blocks)
+DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64_avx512)
+DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx512, max_row_2x2_f64_avx512)
 DEFINE_MAX_BACKWARD(float, max_backward_f32_avx512)
 DEFINE_MAX_BACKWARD(double, max_backward_f64_avx512)
 DEFINE_AVG_FORWARD(float, avg_forward_f32_avx512)

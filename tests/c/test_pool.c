@@ -191,17 +191,18 @@ static void test_max_pool2d_nan_and_inf(void **state) {
     farol_release(x);
 }
 
-/* The vectorised 3x3 stride-2 kernel (ResNet's pool) against a naive
- * reference of PyTorch's rule (a greater value or a NaN replaces the
+/* The vectorised 3x3 and 2x2 stride-2 kernels (ResNet's and the CNNs'
+ * pools) against a naive reference of PyTorch's rule (a greater value or a NaN replaces the
  * maximum, in row-major window order): inputs full of ties, -0, NaNs and
  * infinities, both paddings, odd and even widths, ceil_mode, float32 and
  * float64; the outputs bit for bit and the argmaxes through the gradient
  * (each output's gradient a distinct value routed to its argmax). */
-static void test_max_pool2d_3x3_stride2_reference(void **state) {
+static void test_max_pool2d_stride2_reference(void **state) {
     (void)state;
     const double vals[] = {-1, 0, -0.0, 1, 2, 2, NAN, INFINITY, -INFINITY, 1};
     const int64_t sizes[][2] = {{11, 70}, {12, 41}, {9, 40}, {7, 9}, {4, 3}};
     uint64_t seed = 12345;
+    for (int64_t k = 2; k <= 3; k++)
     for (int d = 0; d < 2; d++)
         for (size_t z = 0; z < sizeof sizes / sizeof *sizes; z++)
             for (int pad = 0; pad < 2; pad++)
@@ -218,7 +219,7 @@ static void test_max_pool2d_3x3_stride2_reference(void **state) {
                     }
                     farol_tensor *x64 = tu_tensor(4, shape, v), *x = farol_cast_raw(x64, dt);
                     assert_int_equal(farol_set_requires_grad(x, true), 0);
-                    farol_pool_opts o = popts(3, 2, pad);
+                    farol_pool_opts o = popts((int)k, 2, pad);
                     o.ceil_mode = ceil;
                     farol_tensor *y = farol_max_pool2d(x, &o);
                     assert_non_null(y);
@@ -232,8 +233,8 @@ static void test_max_pool2d_3x3_stride2_reference(void **state) {
                             for (int64_t ow = 0; ow < OW; ow++) {
                                 double best = 0;
                                 int64_t bi = -1;
-                                for (int64_t ih = oh * 2 - pad; ih < oh * 2 - pad + 3; ih++)
-                                    for (int64_t iw = ow * 2 - pad; iw < ow * 2 - pad + 3; iw++) {
+                                for (int64_t ih = oh * 2 - pad; ih < oh * 2 - pad + k; ih++)
+                                    for (int64_t iw = ow * 2 - pad; iw < ow * 2 - pad + k; iw++) {
                                         if (ih < 0 || iw < 0 || ih >= H || iw >= W) continue;
                                         double e = farol_get_flat(x, pl * H * W + ih * W + iw);
                                         if (bi < 0 || e > best || isnan(e)) best = e, bi = ih * W + iw;
@@ -382,7 +383,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(test_pool_ceil_mode),
         cmocka_unit_test(test_max_pool2d_ties),
         cmocka_unit_test(test_max_pool2d_nan_and_inf),
-        cmocka_unit_test(test_max_pool2d_3x3_stride2_reference),
+        cmocka_unit_test(test_max_pool2d_stride2_reference),
         cmocka_unit_test(test_pool_f32_matches_f64),
         cmocka_unit_test(test_pool_shapes),
         cmocka_unit_test(test_avg_pool2d_counts_padding),
