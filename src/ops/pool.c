@@ -441,60 +441,35 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
     }
 #endif
 
-DEFINE_MAX_FORWARD(float, max_forward_f32)
-DEFINE_MAX_FORWARD(double, max_forward_f64)
-DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32)
-DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32, max_row_3x3s2_f32)
-DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64)
-DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64, max_row_3x3s2_f64)
-DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32)
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32, max_row_2x2_f32)
-DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64, max_row_2x2_f64)
-DEFINE_MAX_BACKWARD(float, max_backward_f32)
-DEFINE_MAX_BACKWARD(double, max_backward_f64)
-DEFINE_AVG_FORWARD(float, avg_forward_f32)
-DEFINE_AVG_FORWARD(double, avg_forward_f64)
-DEFINE_AVG_BACKWARD(float, avg_backward_f32)
-DEFINE_AVG_BACKWARD(double, avg_backward_f64)
+/* Every pool kernel of one ISA: S is its name suffix (empty for the
+ * portable ones), BLOCKS defines the AVX-512 float32 rows and ROW32 names
+ * the float32 rows the stride-2 forwards call (_blocks: those). */
+#define POOL_KERNELS(S, BLOCKS, ROW32)                                                          \
+    DEFINE_MAX_FORWARD(float, max_forward_f32##S)                                               \
+    DEFINE_MAX_FORWARD(double, max_forward_f64##S)                                              \
+    DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32##S)                                             \
+    DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64##S)                                            \
+    DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32##S)                                               \
+    DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64##S)                                              \
+    BLOCKS                                                                                      \
+    DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32##S, max_row_3x3s2_f32##S##ROW32)      \
+    DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64##S, max_row_3x3s2_f64##S)            \
+    DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32##S, max_row_2x2_f32##S##ROW32)            \
+    DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64##S, max_row_2x2_f64##S)                  \
+    DEFINE_MAX_BACKWARD(float, max_backward_f32##S)                                             \
+    DEFINE_MAX_BACKWARD(double, max_backward_f64##S)                                            \
+    DEFINE_AVG_FORWARD(float, avg_forward_f32##S)                                               \
+    DEFINE_AVG_FORWARD(double, avg_forward_f64##S)                                              \
+    DEFINE_AVG_BACKWARD(float, avg_backward_f32##S)                                             \
+    DEFINE_AVG_BACKWARD(double, avg_backward_f64##S)
+
+POOL_KERNELS(, , )
 #if FAROL_HAVE_ISA_VARIANTS /* the same kernels for AVX2 and AVX-512, chosen at run time */
 FAROL_ISA_BEGIN_AVX2
-DEFINE_MAX_FORWARD(float, max_forward_f32_avx2)
-DEFINE_MAX_FORWARD(double, max_forward_f64_avx2)
-DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32_avx2)
-DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx2, max_row_3x3s2_f32_avx2)
-DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx2)
-DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx2, max_row_3x3s2_f64_avx2)
-DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32_avx2)
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx2, max_row_2x2_f32_avx2)
-DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64_avx2)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx2, max_row_2x2_f64_avx2)
-DEFINE_MAX_BACKWARD(float, max_backward_f32_avx2)
-DEFINE_MAX_BACKWARD(double, max_backward_f64_avx2)
-DEFINE_AVG_FORWARD(float, avg_forward_f32_avx2)
-DEFINE_AVG_FORWARD(double, avg_forward_f64_avx2)
-DEFINE_AVG_BACKWARD(float, avg_backward_f32_avx2)
-DEFINE_AVG_BACKWARD(double, avg_backward_f64_avx2)
+POOL_KERNELS(_avx2, , )
 FAROL_ISA_END
 FAROL_ISA_BEGIN_AVX512
-DEFINE_MAX_FORWARD(float, max_forward_f32_avx512)
-DEFINE_MAX_FORWARD(double, max_forward_f64_avx512)
-DEFINE_MAX_3X3_ROW(float, max_row_3x3s2_f32_avx512)
-MAX_ROW_3X3S2_F32_AVX512_BLOCKS
-DEFINE_MAX_FORWARD_3X3S2(float, max_forward_3x3s2_f32_avx512, max_row_3x3s2_f32_avx512_blocks)
-DEFINE_MAX_3X3_ROW(double, max_row_3x3s2_f64_avx512)
-DEFINE_MAX_FORWARD_3X3S2(double, max_forward_3x3s2_f64_avx512, max_row_3x3s2_f64_avx512)
-DEFINE_MAX_2X2_ROW(float, max_row_2x2_f32_avx512)
-MAX_ROW_2X2_F32_AVX512_BLOCKS
-DEFINE_MAX_FORWARD_2X2(float, max_forward_2x2_f32_avx512, max_row_2x2_f32_avx512_blocks)
-DEFINE_MAX_2X2_ROW(double, max_row_2x2_f64_avx512)
-DEFINE_MAX_FORWARD_2X2(double, max_forward_2x2_f64_avx512, max_row_2x2_f64_avx512)
-DEFINE_MAX_BACKWARD(float, max_backward_f32_avx512)
-DEFINE_MAX_BACKWARD(double, max_backward_f64_avx512)
-DEFINE_AVG_FORWARD(float, avg_forward_f32_avx512)
-DEFINE_AVG_FORWARD(double, avg_forward_f64_avx512)
-DEFINE_AVG_BACKWARD(float, avg_backward_f32_avx512)
-DEFINE_AVG_BACKWARD(double, avg_backward_f64_avx512)
+POOL_KERNELS(_avx512, MAX_ROW_3X3S2_F32_AVX512_BLOCKS MAX_ROW_2X2_F32_AVX512_BLOCKS, _blocks)
 FAROL_ISA_END
 #endif
 
