@@ -4,9 +4,10 @@
 Per model and round, alternating the programs (the order flips every round):
 farol at 1 and 2 threads as a user runs it (OPENBLAS_CORETYPE removed from
 the environment unless --keep-env), PyTorch (bench/torch_saliency.py) at 2
-threads with its default OpenBLAS kernel, and PyTorch with OPENBLAS_CORETYPE
-set to the kernel farol runs, when that differs from PyTorch's default.
-"PyTorch at its best" is the faster of those two.  Figures are medians over
+threads with its default OpenBLAS kernel, with OpenMP's threads waiting
+passively (tdef) and with OpenMP's own spinning wait (tact), and PyTorch
+with OPENBLAS_CORETYPE set to the kernel farol runs, when that differs from
+PyTorch's default (tker).  "PyTorch at its best" is the fastest of those.  Figures are medians over
 rounds; each run's peak RSS comes from wait4.  A run during which other
 processes used more than 0.15 core on average (/proc/stat busy time minus
 this run's own CPU time and minus our own busy loop) is flagged with '!'.
@@ -146,11 +147,11 @@ def main():
         sys.stdout.flush()
         summary = []
         for model in a.models:
-            runs = {k: [] for k in ("f1", "fN", "tdef", "tker")}
+            runs = {k: [] for k in ("f1", "fN", "tdef", "tact", "tker")}
             torch_core = None
             for r in range(a.rounds):
                 # tdef before tker in round 1: its run tells PyTorch's default core
-                order = ["f1", "tdef", "fN", "tker"] if r % 2 == 0 else ["tker", "fN", "tdef", "f1"]
+                order = ["f1", "tdef", "fN", "tact", "tker"] if r % 2 == 0 else ["tker", "tact", "fN", "tdef", "f1"]
                 for k in order:
                     if a.no_torch and k[0] == "t": continue
                     if k == "tker" and (torch_core is None or torch_core == core): continue
@@ -160,7 +161,7 @@ def main():
                         env = farol_env
                     else:
                         cmd = ["/usr/bin/python3", TORCH, "--model", model, "--threads", str(a.threads),
-                               "--repeats", str(a.repeats)]
+                               "--repeats", str(a.repeats), "--wait", "active" if k == "tact" else "passive"]
                         env = dict(torch_env, OPENBLAS_CORETYPE=core) if k == "tker" else torch_env
                     d = measured(cmd, env, loop_pid)
                     if k == "tdef": torch_core = d.get("blas_core")
@@ -178,10 +179,11 @@ def main():
             share = 100 * fgf / peak[a.threads] if peak.get(a.threads) else float("nan")
             line = ("bench model=%s farol_1t_ms=%.2f farol_%dt_ms=%.2f" % (model, med["f1"], a.threads, med["fN"]))
             if not a.no_torch:
-                best = min(x for x in (med["tdef"], med["tker"]) if x == x)
-                line += (" torch_default_ms=%.2f torch_default_core=%s torch_kernel_ms=%s torch_best_ms=%.2f"
-                         " ratio=%.3f farol_rss_mib=%.0f torch_rss_mib=%.0f rss_ratio=%.2f" % (
-                             med["tdef"], torch_core, "%.2f" % med["tker"] if runs["tker"] else "same_core",
+                best = min(x for x in (med["tdef"], med["tact"], med["tker"]) if x == x)
+                line += (" torch_default_ms=%.2f torch_active_wait_ms=%.2f torch_default_core=%s torch_kernel_ms=%s"
+                         " torch_best_ms=%.2f ratio=%.3f farol_rss_mib=%.0f torch_rss_mib=%.0f rss_ratio=%.2f" % (
+                             med["tdef"], med["tact"], torch_core,
+                             "%.2f" % med["tker"] if runs["tker"] else "same_core",
                              best, med["fN"] / best, rss["fN"], rss["tdef"], rss["fN"] / rss["tdef"]))
             else:
                 line += " farol_rss_mib=%.0f" % rss["fN"]

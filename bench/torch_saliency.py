@@ -7,8 +7,11 @@ Prints one line:  bench impl=torch model=cnn threads=2 forward_ms=.. saliency_ms
 Saliency is computed as Captum does (gradient of the selected outputs w.r.t.
 the inputs, abs); Captum itself is used when importable, else torch.autograd.
 --threads 1 pins torch and OpenBLAS to one thread; --threads N>1 uses N
-threads with OMP_WAIT_POLICY=PASSIVE, torch's best two-core setting measured
-here (its OpenMP threads otherwise spin on the core OpenBLAS needs).
+threads with OMP_WAIT_POLICY=PASSIVE (--wait passive, the default: its
+OpenMP threads otherwise spin on the core OpenBLAS needs, which costs it
+several times on the MLP and the transformer) or with OpenMP's own wait
+(--wait active, PyTorch as installed, faster on the CNN in some runs); the
+bench takes the faster.
 """
 import argparse, os, resource, statistics, sys, time
 
@@ -20,6 +23,7 @@ def parse():
     ap.add_argument("--model", required=True, choices=sorted(FWD_GFLOP))
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=10)
+    ap.add_argument("--wait", choices=["passive", "active"], default="passive")
     return ap.parse_args()
 
 
@@ -79,7 +83,7 @@ def blas_core():
 def main():
     args = parse()
     os.environ["OPENBLAS_NUM_THREADS"] = str(args.threads)
-    if args.threads > 1:
+    if args.threads > 1 and args.wait == "passive":
         os.environ["OMP_WAIT_POLICY"] = "PASSIVE"
     import torch
     import torch.nn as nn

@@ -32,27 +32,33 @@
 static bool print_traceback = true;
 static const char *progname = "farol";  /* NULL in the REPL: no prefix */
 
-/* OpenMP threads that wait passively: with the default active wait, a
- * 2-thread run takes several times as long as a 1-thread one whenever
- * another process holds one of the cores (measured up to 14x on a shared
- * 2-core machine).  libgomp reads OMP_WAIT_POLICY once, in its constructor,
- * before any code of farol's runs (and libc resets the environment after an
- * executable's pre-initialisation), so when the user set neither it nor
- * GOMP_SPINCOUNT the runner starts itself again with OMP_WAIT_POLICY=PASSIVE
- * (about a millisecond), then removes it so that scripts and the programs
- * they start see the environment as it was.  If that exec fails, farol runs
- * on with the active wait. */
-static void passive_wait(char **argv) {
+/* How OpenMP's idle threads wait.  libgomp's default spins for a long
+ * while: when another process holds one of the cores, a 2-thread run then
+ * takes several times as long as a 1-thread one (measured up to 14x on a
+ * shared 2-core machine).  A passive wait (sleep at once) fixes that but
+ * wakes a sleeping thread at every parallel region: 10-17 % of an idle
+ * machine's time on ResNet-18 and the CNN.  So the runner spins briefly
+ * (GOMP_SPINCOUNT=1000, microseconds: the gap between two ops) and then
+ * sleeps, and adaptive threads (main) drop to the cores other processes
+ * leave idle; measured with a busy loop on the other core, 2 threads then
+ * cost no more than 1.  libgomp reads its settings once, in its
+ * constructor, before any code of farol's runs (and libc resets the
+ * environment after an executable's pre-initialisation), so when the user
+ * set neither OMP_WAIT_POLICY nor GOMP_SPINCOUNT the runner starts itself
+ * again with GOMP_SPINCOUNT set (about a millisecond), then removes it so
+ * that scripts and the programs they start see the environment as it was.
+ * If that exec fails, farol runs on with libgomp's default. */
+static void set_wait(char **argv) {
     if (getenv("FAROL_WAIT_SET")) {
         unsetenv("FAROL_WAIT_SET");
-        unsetenv("OMP_WAIT_POLICY");
+        unsetenv("GOMP_SPINCOUNT");
         return;
     }
     if (getenv("OMP_WAIT_POLICY") || getenv("GOMP_SPINCOUNT")) return;
-    if (setenv("OMP_WAIT_POLICY", "PASSIVE", 1) == 0 && setenv("FAROL_WAIT_SET", "1", 1) == 0)
+    if (setenv("GOMP_SPINCOUNT", "1000", 1) == 0 && setenv("FAROL_WAIT_SET", "1", 1) == 0)
         execv("/proc/self/exe", argv);
     unsetenv("FAROL_WAIT_SET");
-    unsetenv("OMP_WAIT_POLICY");
+    unsetenv("GOMP_SPINCOUNT");
 }
 
 static int msghandler(lua_State *L) {
@@ -405,7 +411,7 @@ static int version(lua_State *L) {
 }
 
 int main(int argc, char **argv) {
-    passive_wait(argv);
+    set_wait(argv);
     /* The runner is one OS thread running farol, so it may change the
      * thread count under load without the hazards of several OS threads
      * sharing OpenBLAS (docs/THREADS.md); and results no longer depend on the

@@ -168,14 +168,19 @@ describe("the farol runner", function()
     return out
   end
 
-  it("makes OpenMP wait passively unless the user chose, and leaves the environment as it was", function()
+  it("makes OpenMP spin briefly, then sleep, unless the user chose, and leaves the environment as it was", function()
     local out = run("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT")
     -- the last display is the one of the process that runs the script
-    assert.equals("'0'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
+    assert.equals("'1000'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
     assert.truthy(out:find("policy=nil", 1, true))
     out = run("env -u GOMP_SPINCOUNT OMP_WAIT_POLICY=ACTIVE")
-    assert.is_not.equals("'0'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
+    assert.is_not.equals("'1000'", out:match(".*GOMP_SPINCOUNT = ('%d+')"))
     assert.truthy(out:find("policy=ACTIVE", 1, true))
+    local p = assert(io.popen("env -u OMP_WAIT_POLICY -u GOMP_SPINCOUNT " .. runner
+                              .. " -e 'print(\"spin=\" .. tostring(os.getenv(\"GOMP_SPINCOUNT\")))' 2>&1"))
+    local seen = p:read("a")
+    p:close()
+    assert.equals("spin=nil\n", seen)
   end)
 
   it("runs adaptive threads unless the script turns them off", function()
