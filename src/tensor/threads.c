@@ -11,16 +11,18 @@
  * Good manners on a shared machine: OpenMP's threads spin while they wait,
  * so when another process holds one of the cores, a 2-thread run can take
  * several times as long as a 1-thread one (measured: 2.4x on ResNet-18, up
- * to 14x on the MLP).  The farol runner makes libgomp wait passively
- * (src/cli/main.c); programs that load farol.so may instead turn on
- * adaptive threads (farol_set_adaptive_threads(true), off by default): at
- * most every 200 ms, before heavy ops, farol reads how much CPU other
- * processes used on the cores it may run on (/proc/stat minus its own CPU
- * time) and runs no more threads than the cores they leave idle, back up to
- * the count asked for when they stop.  Only when more than one thread was
- * asked for (several OS threads running farol each ask for one).  Off by
- * default because OpenBLAS's GEMM can round differently with another thread
- * count, so results would depend on the machine's load. */
+ * to 14x on the MLP).  Adaptive threads (farol_set_adaptive_threads; on
+ * in the farol runner, which also makes libgomp spin only briefly:
+ * src/cli/main.c; off for programs that load farol.so, which may run farol
+ * on several OS threads that must keep one count): at most every 50 ms
+ * (a 10 ms /proc/stat tick is then 0.2 core; the margin below is 0.3),
+ * before heavy ops, farol reads how much CPU other processes used on the
+ * cores it may run on (/proc/stat minus its own CPU time) and runs no more
+ * threads than the cores they leave idle, back up to the count asked for
+ * when they stop.  Only when more than one thread was asked for (several
+ * OS threads running farol each ask for one).  Results do not change: the
+ * GEMMs, convolutions and attention cut their work by shape and core
+ * count, never by thread count. */
 #define _GNU_SOURCE
 #include "internal.h"
 
@@ -120,7 +122,7 @@ void farol_threads_adapt(void) {
     if (want < 2 || !atomic_load(&adaptive) || omp_in_parallel()) return;
     if (pthread_mutex_trylock(&adapt_lock) != 0) return;
     double wall = clock_s(CLOCK_MONOTONIC_COARSE);
-    if (wall - last_wall >= 0.2) {
+    if (wall - last_wall >= 0.05) {
         int cores = 1;
         double busy = cores_busy_s(&cores), self = clock_s(CLOCK_PROCESS_CPUTIME_ID);
         if (busy >= 0 && last_wall > 0 && wall - last_wall < 5) {
