@@ -289,6 +289,10 @@ void farol_blas_ready(void);
 /* before heavy ops, outside parallel regions: adapts the thread count to
  * other processes' load (threads.c); cheap when called often */
 void farol_threads_adapt(void);
+/* tests: every farol_threads_adapt outside a parallel region then switches
+ * between one thread and the count asked for, so that an op which sizes
+ * per-thread buffers before it and runs its region after shows (ASan) */
+void farol_threads_flip_for_tests(bool on);
 /* the thread count for `want` asked, `cores` usable and `foreign` cores
  * busy with other processes on average */
 int farol_threads_for_load(int want, int cores, double foreign);

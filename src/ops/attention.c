@@ -204,9 +204,9 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
     }                                                                                          \
     /* scratch per thread: S flags, then 2 L x S blocks; st: (T, L, 2) row                     \
      * stats kept for backward, or NULL */                                                     \
-    static void fwd_##SUF(const plan *p, tmat o, T *st, T *scratch, bool par) {                \
+    static void fwd_##SUF(const plan *p, tmat o, T *st, T *scratch, int nt) {                  \
         int64_t L = p->L, S = p->S;                                                            \
-        _Pragma("omp parallel for schedule(dynamic, 2) if (par)")                              \
+        _Pragma("omp parallel for schedule(dynamic, 2) num_threads(nt)")                       \
         for (int64_t t = 0; t < p->ntask; t++) {                                               \
             T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *sc = mine + S;        \
             tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
@@ -219,10 +219,10 @@ static bool forbid_row(const plan *p, int64_t t, int64_t i, uint32_t *fb) {
     /* P made again from q k^T and the stats; gq, gk, gv: base NULL when not                   \
      * wanted; dmask (T, L, S) or NULL */                                                      \
     static void bwd_##SUF(const plan *p, const T *st, tmat go, tmat gq, tmat gk, tmat gv,      \
-                          T *dmask, T *scratch, bool par) {                                    \
+                          T *dmask, T *scratch, int nt) {                                      \
         int64_t L = p->L, S = p->S, D = p->D, Dv = p->Dv;                                      \
         bool need_ds = gq.base || gk.base || dmask;                                            \
-        _Pragma("omp parallel for schedule(dynamic, 2) if (par)")                              \
+        _Pragma("omp parallel for schedule(dynamic, 2) num_threads(nt)")                       \
         for (int64_t t = 0; t < p->ntask; t++) {                                               \
             T *mine = scratch + omp_get_thread_num() * (2 * L + 1) * S, *P = mine + S;         \
             tgemm(p->dt, false, true, L, S, p->D, p->scale, AT(p->q, t, T), p->q.ld,           \
@@ -390,14 +390,17 @@ static void plan_masks(plan *p, offsets *ofs, int nb, const int64_t *bshape,
     if (kp) p->forbid[1] = kpm_of(kp, nb, bshape, p->ntask, next_off(ofs));
 }
 
-/* a thread's scratch: S flags and two L x S blocks, for each thread */
-static farol_tensor *scratch_for(const plan *p) {
-    int64_t n = (int64_t)omp_get_max_threads() * (2 * p->L + 1) * p->S;
-    return farol_empty(1, &n, p->dt);
+/* The threads the tasks run on, fixed before the scratch is sized (the
+ * count may change between two calls: adaptive threads), and their
+ * scratch: S flags and two L x S blocks each */
+static int task_threads(const plan *p) {
+    bool par = p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
+    return par && !omp_in_parallel() ? omp_get_max_threads() : 1;
 }
 
-static bool go_parallel(const plan *p) {
-    return p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
+static farol_tensor *scratch_for(const plan *p, int nt) {
+    int64_t n = (int64_t)nt * (2 * p->L + 1) * p->S;
+    return farol_empty(1, &n, p->dt);
 }
 
 /* The forward of both ops once the plan's matrices are set.  Saved for
@@ -409,7 +412,9 @@ static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, con
                                  farol_tensor **save, int n_save_inputs,
                                  const farol_attention_opts *opts) {
     farol_tensor *am = opts ? opts->attn_mask : NULL, *kp = opts ? opts->key_padding_mask : NULL;
-    farol_tensor *st = NULL, *scratch = scratch_for(p);
+    farol_blas_ready();
+    int nt = task_threads(p);
+    farol_tensor *st = NULL, *scratch = scratch_for(p, nt);
     plan_masks(p, ofs, nb, bshape, am, kp);
     int64_t sshape[FAROL_MAX_DIMS + 2];
     memcpy(sshape, bshape, nb * sizeof *sshape);
@@ -422,12 +427,11 @@ static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, con
         farol_release(out);
         return NULL;
     }
-    farol_blas_ready();
     void *sd = st ? farol_data(st) : NULL;
     if (p->dt == FAROL_F32)
-        FAROL_ISA_DISPATCH(fwd_f32, (p, o, sd, farol_data(scratch), go_parallel(p)));
+        FAROL_ISA_DISPATCH(fwd_f32, (p, o, sd, farol_data(scratch), nt));
     else
-        FAROL_ISA_DISPATCH(fwd_f64, (p, o, sd, farol_data(scratch), go_parallel(p)));
+        FAROL_ISA_DISPATCH(fwd_f64, (p, o, sd, farol_data(scratch), nt));
     farol_release(scratch);
     save[n_save_inputs] = st;
     save[n_save_inputs + 1] = am;
@@ -598,7 +602,9 @@ static int run_backward(farol_node *nd, plan *p, offsets *ofs, int first, int nb
     if (nd->saved[first + 2] && !(kp = farol_saved(nd, first + 2))) return -1;
     plan_masks(p, ofs, nb, bshape, am, kp);
     bool want_mask = mask_in >= 0 && nd->inputs[mask_in].need;
-    farol_tensor *dm = NULL, *scratch = scratch_for(p);
+    farol_blas_ready();
+    int nt = task_threads(p);
+    farol_tensor *dm = NULL, *scratch = scratch_for(p, nt);
     if (want_mask) {
         int64_t dshape[FAROL_MAX_DIMS + 2];
         memcpy(dshape, bshape, nb * sizeof *dshape);
@@ -611,12 +617,11 @@ static int run_backward(farol_node *nd, plan *p, offsets *ofs, int first, int nb
         farol_release(scratch);
         return -1;
     }
-    farol_blas_ready();
     void *dmd = want_mask ? farol_data(dm) : NULL, *sd = farol_data(scratch);
     if (p->dt == FAROL_F32)
-        FAROL_ISA_DISPATCH(bwd_f32, (p, farol_data(st), go, gq, gk, gv, dmd, sd, go_parallel(p)));
+        FAROL_ISA_DISPATCH(bwd_f32, (p, farol_data(st), go, gq, gk, gv, dmd, sd, nt));
     else
-        FAROL_ISA_DISPATCH(bwd_f64, (p, farol_data(st), go, gq, gk, gv, dmd, sd, go_parallel(p)));
+        FAROL_ISA_DISPATCH(bwd_f64, (p, farol_data(st), go, gq, gk, gv, dmd, sd, nt));
     farol_release(scratch);
     if (!want_mask) return 0;
     const farol_edge *e = &nd->inputs[mask_in];

@@ -117,9 +117,21 @@ static double clock_s(clockid_t id) {
 static pthread_mutex_t adapt_lock = PTHREAD_MUTEX_INITIALIZER;
 static double last_wall, last_busy, last_self;
 
+static atomic_bool flip_for_tests;
+
+void farol_threads_flip_for_tests(bool on) {
+    atomic_store(&flip_for_tests, on);
+    if (!on) set_pools(farol_get_num_threads());
+}
+
 void farol_threads_adapt(void) {
     int want = farol_get_num_threads();
-    if (want < 2 || !atomic_load(&adaptive) || omp_in_parallel()) return;
+    if (want < 2 || omp_in_parallel()) return;
+    if (atomic_load(&flip_for_tests)) {
+        set_pools(farol_threads_in_use() > 1 ? 1 : want);
+        return;
+    }
+    if (!atomic_load(&adaptive)) return;
     if (pthread_mutex_trylock(&adapt_lock) != 0) return;
     double wall = clock_s(CLOCK_MONOTONIC_COARSE);
     if (wall - last_wall >= 0.05) {

@@ -1,7 +1,7 @@
 /* Adaptive threads (off by default): the count for a given foreign load,
- * and a run with busy child processes on all cores but one, where farol
- * must drop to one thread (and stay at the count asked for when adaptation
- * is off). */
+ * a run with busy child processes on all cores but one, where farol must
+ * drop to one thread (and stay at the count asked for when adaptation is
+ * off), and ops whose thread count changes between two calls. */
 #define _GNU_SOURCE
 #include "testutil.h"
 
@@ -63,11 +63,59 @@ static void test_busy_cores(void **state) {
     assert_int_equal(off_after, 2);
 }
 
+/* attention, convolution and matmul, forward and input gradients, with the
+ * count switching between 1 and 2 at every adaptation point (as adaptive
+ * threads may under a changing load): the same bits as at a fixed count,
+ * and (under ASan) no per-thread buffer sized for one count and used by
+ * another */
+static void run_ops(farol_tensor **res) {
+    farol_manual_seed(21);
+    int64_t qs[3] = {2, 40, 192}, xs[4] = {4, 16, 20, 20}, ws[4] = {16, 16, 3, 3}, as[2] = {96, 300},
+            bs[2] = {300, 200};
+    farol_tensor *qkv = farol_randn(3, qs, FAROL_F32), *x = farol_randn(4, xs, FAROL_F32);
+    farol_tensor *w = farol_randn(4, ws, FAROL_F32), *a = farol_randn(2, as, FAROL_F32);
+    farol_tensor *b = farol_randn(2, bs, FAROL_F32);
+    farol_tensor *ins[] = {qkv, x, a};
+    for (int i = 0; i < 3; i++) assert_int_equal(farol_set_requires_grad(ins[i], true), 0);
+    farol_conv_opts co = farol_conv_defaults();
+    co.padding[0] = co.padding[1] = 1;
+    farol_tensor *y[3] = {farol_self_attention(qkv, 4, NULL), farol_conv2d(x, w, NULL, &co), farol_matmul(a, b)};
+    for (int i = 0; i < 3; i++) {
+        assert_non_null(y[i]);
+        farol_tensor *g = farol_randn(y[i]->ndim, y[i]->shape, FAROL_F32), *gx = NULL;
+        assert_int_equal(farol_grad(1, &y[i], &g, 1, &ins[i], &gx), 0);
+        res[2 * i] = y[i];
+        res[2 * i + 1] = gx;
+        farol_release(g);
+    }
+    farol_tensor *all[] = {qkv, x, w, a, b};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) farol_release(all[i]);
+}
+
+static void test_count_changes_between_calls(void **state) {
+    int threads = farol_get_num_threads();
+    farol_set_num_threads(2);
+    farol_tensor *fixed[6], *flipping[6];
+    run_ops(fixed);
+    farol_threads_flip_for_tests(true);
+    run_ops(flipping);
+    farol_threads_flip_for_tests(false);
+    farol_set_num_threads(threads);
+    for (int i = 0; i < 6; i++) {
+        int64_t n = farol_numel(fixed[i]);
+        assert_int_equal(n, farol_numel(flipping[i]));
+        assert_memory_equal(farol_data(fixed[i]), farol_data(flipping[i]), (size_t)n * sizeof(float));
+        farol_release(fixed[i]);
+        farol_release(flipping[i]);
+    }
+}
+
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_off_by_default, tu_reset),
         cmocka_unit_test_setup(test_threads_for_load, tu_reset),
         cmocka_unit_test_setup(test_busy_cores, tu_reset),
+        cmocka_unit_test_setup(test_count_changes_between_calls, tu_reset),
     };
     return tu_run(tests, argc, argv);
 }
