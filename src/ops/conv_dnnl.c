@@ -193,9 +193,14 @@ static dnnl_plan *plan_create(const farol_conv_geom *g, bool backward, bool bias
     return p;
 }
 
+/* A primitive splits its work for the thread count it was made with and
+ * keeps that count: the count is part of the key, so that convolutions
+ * follow adaptive threads (one plan per count; results are the same). */
 static void make_key(int64_t *k, const farol_conv_geom *g, bool backward, bool bias) {
+    int64_t threads = omp_in_parallel() ? 1 : omp_get_max_threads();
     int64_t v[16] = {g->N, g->C, g->H, g->W, g->K, g->kh, g->kw, g->sh, g->sw, g->ph, g->pw,
-                     g->dh, g->dw, g->groups, backward, bias | (int64_t)farol_conv_winograd_enabled() << 1};
+                     g->dh, g->dw, g->groups, backward,
+                     bias | (int64_t)farol_conv_winograd_enabled() << 1 | threads << 2};
     memcpy(k, v, sizeof v);
 }
 
