@@ -21,17 +21,8 @@
 #endif
 
 #include "internal.h"
+#include "timing.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 typedef struct {
     const char *model, *name;
@@ -114,14 +105,14 @@ int main(int argc, char **argv) {
                 double r[6];
                 for (int w = 0; w < 6; w++) { /* window 0 warms up */
                     long reps = 0;
-                    double t0 = now(), dt;
+                    double t0 = bench_now(), dt;
                     do {
                         run(st, s, a, b, c);
                         reps++;
-                    } while ((dt = now() - t0) < ms / 6e3);
+                    } while ((dt = bench_now() - t0) < ms / 6e3);
                     r[w] = flop * reps / dt / 1e9;
                 }
-                qsort(r + 1, 5, sizeof *r, cmp);
+                qsort(r + 1, 5, sizeof *r, bench_cmp);
                 printf("threads=%d %-12s %-24s %-10s gflops=%.1f\n", t, s->model, s->name,
                        strat_name[st], r[3]);
             }

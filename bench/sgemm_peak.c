@@ -12,17 +12,8 @@
 #include <time.h>
 
 #include "farol.h"
+#include "timing.h"
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + 1e-9 * ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
 
 int main(int argc, char **argv) {
     int windows = 5;
@@ -41,14 +32,14 @@ int main(int argc, char **argv) {
         farol_set_num_threads(t);
         for (int w = 0; w < windows + 1; w++) {  /* window 0 warms up */
             long reps = 0;
-            double t0 = now(), dt;
+            double t0 = bench_now(), dt;
             do {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, a, n, b, n, 0.0f, c, n);
                 reps++;
-            } while ((dt = now() - t0) < 0.3);
+            } while ((dt = bench_now() - t0) < 0.3);
             if (w) r[w - 1] = 2.0 * n * n * (double)n * reps / dt / 1e9;
         }
-        qsort(r, windows, sizeof *r, cmp);
+        qsort(r, windows, sizeof *r, bench_cmp);
         printf("sgemm threads=%d n=%d gflops=%.1f best=%.1f core=%s\n", t, n, r[windows / 2],
                r[windows - 1], cfg.blas_core);
     }

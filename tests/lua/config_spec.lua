@@ -74,6 +74,25 @@ describe("farol.config", function()
     farol.config{fast_gemm = was}
   end)
 
+  -- the saliency of model at 1 and at 2 threads, bitwise, with the fast path
+  -- `switch` (a farol.config key) off and on
+  local function same_at_1_and_2_threads(what, model, x, target, switch)
+    model:eval()
+    local n, was = farol.get_num_threads(), farol.config()[switch]
+    for _, fast in ipairs{false, true} do
+      farol.config{[switch] = fast}
+      local s = {}
+      for t = 1, 2 do
+        farol.set_num_threads(t)
+        s[t] = farol.Saliency(model):attribute(x, target)
+      end
+      farol.set_num_threads(n)
+      farol.config{[switch] = was}
+      assert.equals(0, s[1]:ne(s[2]):sum():item(), what .. ", " .. switch .. " = " .. tostring(fast))
+      assert.is_true(s[1]:abs():sum():item() > 0)
+    end
+  end
+
   -- OpenBLAS's own threading sums in another order at 2 threads (it cuts K
   -- into other blocks): farol's products must not depend on the count
   it("gives bitwise the same saliency at 1 and 2 threads on the MLP benchmark's shapes", function()
@@ -81,22 +100,9 @@ describe("farol.config", function()
     farol.manual_seed(7)
     local model = nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
                                 nn.Linear(1024, 10))
-    model:eval()
-    local x, target = farol.randn(128, 784), {}
+    local target = {}
     for i = 1, 128 do target[i] = (i - 1) % 10 + 1 end
-    local n, was = farol.get_num_threads(), farol.config().fast_gemm
-    for _, fast in ipairs{false, true} do
-      farol.config{fast_gemm = fast}
-      local s = {}
-      for t = 1, 2 do
-        farol.set_num_threads(t)
-        s[t] = farol.Saliency(model):attribute(x, target)
-      end
-      assert.equals(0, s[1]:ne(s[2]):sum():item(), "fast_gemm = " .. tostring(fast))
-      assert.is_true(s[1]:abs():sum():item() > 0)
-    end
-    farol.set_num_threads(n)
-    farol.config{fast_gemm = was}
+    same_at_1_and_2_threads("mlp", model, farol.randn(128, 784), target, "fast_gemm")
   end)
 
   -- convolutions (oneDNN or im2col), batch_norm, max_pool2d, the residual
@@ -104,27 +110,9 @@ describe("farol.config", function()
   -- or adaptive threads would make results depend on the machine's load
   it("gives bitwise the same saliency at 1 and 2 threads on the CNN and ResNet-18", function()
     farol.manual_seed(8)
-    local cases = {
-      {"cnn", H.cnn_cifar(), farol.randn(16, 3, 32, 32), 3},
-      {"resnet18", require("farol.models.resnet18")(10), farol.randn(2, 3, 64, 64), {2, 9}},
-    }
-    local n, was = farol.get_num_threads(), farol.config().fast_conv
-    for _, case in ipairs(cases) do
-      local name, model, x, target = table.unpack(case)
-      model:eval()
-      for _, fast in ipairs{false, true} do
-        farol.config{fast_conv = fast}
-        local s = {}
-        for t = 1, 2 do
-          farol.set_num_threads(t)
-          s[t] = farol.Saliency(model):attribute(x, target)
-        end
-        assert.equals(0, s[1]:ne(s[2]):sum():item(), name .. ", fast_conv = " .. tostring(fast))
-        assert.is_true(s[1]:abs():sum():item() > 0)
-      end
-    end
-    farol.set_num_threads(n)
-    farol.config{fast_conv = was}
+    same_at_1_and_2_threads("cnn", H.cnn_cifar(), farol.randn(16, 3, 32, 32), 3, "fast_conv")
+    same_at_1_and_2_threads("resnet18", require("farol.models.resnet18")(10), farol.randn(2, 3, 64, 64),
+                            {2, 9}, "fast_conv")
   end)
 
   it("gives conv2d's weight gradient bitwise the same at 1 and 2 threads", function()
