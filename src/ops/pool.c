@@ -278,7 +278,7 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
 /* the common 2x2 window at stride 2 without padding: one output row from
  * input rows r0 and r1 (base: r0's index in the plane), straight-line */
 #define DEFINE_MAX_2X2_ROW(T, NAME)                                                            \
-    static void NAME(const T *r0, const T *r1, T *o, int32_t *id, int64_t OW, int32_t base,     \
+    static inline void NAME(const T *r0, const T *r1, T *o, int32_t *id, int64_t OW, int32_t base, \
                      int32_t W32) {                                                            \
         for (int64_t ow = 0; ow < OW; ow++) {                                                  \
             int64_t i = base + 2 * ow, bi = i;                                                 \
@@ -414,28 +414,30 @@ static farol_tensor *pooled_output(const farol_tensor *x, int64_t oh, int64_t ow
     static void max_row_2x2_f32_avx512_blocks(const float *r0, const float *r1, float *o,      \
                                               int32_t *id, int64_t OW, int32_t base,           \
                                               int32_t W32) {                                   \
-        if (OW < 16) {                                                                         \
-            max_row_2x2_f32_avx512(r0, r1, o, id, OW, base, W32);                              \
-            return;                                                                            \
-        }                                                                                      \
         const __m512i ev = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24,     \
                                              26, 28, 30);                                      \
         const __m512i od = _mm512_add_epi32(ev, _mm512_set1_epi32(1));                         \
         const __m512i koff = _mm512_setr_epi32(0, 1, W32, W32 + 1, 0, 0, 0, 0, 0, 0, 0, 0, 0,   \
                                                0, 0, 0);                                       \
+        /* rows under 16 outputs (a 16-wide plane's pool) in one masked block */             \
+        int64_t w = OW < 16 ? OW : 16;                                                         \
+        __mmask16 mo = (__mmask16)((1u << w) - 1), ma = (__mmask16)((1u << (2 * w < 16 ? 2 * w : 16)) - 1), \
+                  mb = (__mmask16)((1u << (2 * w > 16 ? 2 * w - 16 : 0)) - 1);                  \
         for (int64_t s0 = 0; s0 < OW; s0 += 16) {                                              \
-            int64_t st = s0 + 16 <= OW ? s0 : OW - 16;                                         \
-            __m512 A = _mm512_loadu_ps(r0 + 2 * st), B = _mm512_loadu_ps(r0 + 2 * st + 16);     \
-            __m512 C = _mm512_loadu_ps(r1 + 2 * st), D = _mm512_loadu_ps(r1 + 2 * st + 16);     \
+            int64_t st = s0 + 16 <= OW || OW < 16 ? s0 : OW - 16;                              \
+            __m512 A = _mm512_maskz_loadu_ps(ma, r0 + 2 * st);                                 \
+            __m512 B = _mm512_maskz_loadu_ps(mb, r0 + 2 * st + 16);                            \
+            __m512 C = _mm512_maskz_loadu_ps(ma, r1 + 2 * st);                                 \
+            __m512 D = _mm512_maskz_loadu_ps(mb, r1 + 2 * st + 16);                            \
             __m512 best = _mm512_permutex2var_ps(A, ev, B);                                    \
             __m512i k = _mm512_setzero_si512();                                                \
             MAX_TAKE_V(_mm512_permutex2var_ps(A, od, B), 1);                                   \
             MAX_TAKE_V(_mm512_permutex2var_ps(C, ev, D), 2);                                   \
             MAX_TAKE_V(_mm512_permutex2var_ps(C, od, D), 3);                                   \
-            _mm512_storeu_ps(o + st, best);                                                    \
+            _mm512_mask_storeu_ps(o + st, mo, best);                                           \
             if (id) {                                                                          \
                 __m512i i = _mm512_add_epi32(_mm512_set1_epi32(base + 2 * (int32_t)st), ev);    \
-                _mm512_storeu_si512(id + st, _mm512_add_epi32(i, _mm512_permutexvar_epi32(k, koff))); \
+                _mm512_mask_storeu_epi32(id + st, mo, _mm512_add_epi32(i, _mm512_permutexvar_epi32(k, koff))); \
             }                                                                                  \
         }                                                                                      \
     }

@@ -200,7 +200,7 @@ static void test_max_pool2d_nan_and_inf(void **state) {
 static void test_max_pool2d_stride2_reference(void **state) {
     (void)state;
     const double vals[] = {-1, 0, -0.0, 1, 2, 2, NAN, INFINITY, -INFINITY, 1};
-    const int64_t sizes[][2] = {{11, 70}, {12, 41}, {9, 40}, {7, 9}, {4, 3}};
+    const int64_t sizes[][2] = {{11, 70}, {12, 41}, {9, 40}, {7, 9}, {4, 3}, {6, 16}, {5, 31}, {4, 4}};
     uint64_t seed = 12345;
     for (int64_t k = 2; k <= 3; k++)
     for (int d = 0; d < 2; d++)
