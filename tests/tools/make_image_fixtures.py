@@ -17,29 +17,15 @@ image.safetensors (float64 unless said):
 """
 import json
 import os
-import struct
 
 import torch
 import torchvision.transforms.functional as F
 from torchvision.io import decode_jpeg, encode_jpeg, encode_png
 from torchvision.transforms import InterpolationMode
 
+from safetensors_io import save_safetensors
+
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "viz")
-
-
-def save(path, tensors, meta):
-    dtypes = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-    header, blobs, offset = {"__metadata__": meta}, [], 0
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        data = t.numpy().tobytes()
-        header[name] = {"dtype": dtypes[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def write(name, data):
@@ -77,7 +63,7 @@ def main():
         out["crop." + name] = F.center_crop(x, size)
         meta["crop." + name] = json.dumps({"src": "resize.src1" if x is src1 else "resize.src", "size": size})
     out["gray.out1"] = F.rgb_to_grayscale(src)
-    save(os.path.join(OUT, "image.safetensors"), out, meta)
+    save_safetensors(os.path.join(OUT, "image.safetensors"), dict(sorted(out.items())), meta)
 
 
 if __name__ == "__main__":

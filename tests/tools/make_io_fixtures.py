@@ -16,9 +16,7 @@ The safetensors file is written by hand (the format is a JSON header and raw
 little-endian bytes), so only torch and numpy are needed (Debian's
 python3-torch, python3-numpy).  Dev tool only: farol's tests read the files.
 """
-import json
 import os
-import struct
 import subprocess
 import sys
 import tempfile
@@ -26,34 +24,11 @@ import tempfile
 import numpy as np
 import torch
 
+from safetensors_io import save_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "fixtures", "io")
 ROOT = os.path.join(HERE, "..", "..")
-
-ST = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64", torch.float16: "F16",
-      torch.bfloat16: "BF16", torch.int32: "I32", torch.int16: "I16", torch.int8: "I8",
-      torch.uint8: "U8", torch.bool: "BOOL"}
-
-
-def raw(t):
-    t = t.contiguous()
-    if t.dtype == torch.bfloat16:
-        return t.view(torch.int16).numpy().tobytes()
-    return t.numpy().tobytes()
-
-
-def save_safetensors(path, tensors):
-    header, blobs, off = {}, [], 0
-    for name, t in tensors.items():
-        b = raw(t)
-        header[name] = {"dtype": ST[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(b)]}
-        blobs.append(b)
-        off += len(b)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
-
 
 def values():
     """name -> tensor of that dtype (2 x 3 or so, with edge values)"""

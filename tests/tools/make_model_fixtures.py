@@ -27,34 +27,16 @@ second), `logits` and `saliency` (Captum's Saliency with abs, computed as
 float64 as `logits_f64` and `saliency_f64`, and metadata: `build` (the Lua constructor over `models`), `keys`
 (torchvision's state_dict keys in order).  Dev tool only.
 """
-import json
 import math
 import os
-import struct
 
 import torch
 import torchvision
 
+from safetensors_io import save_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "..", "fixtures", "models")
-DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
-
-
-def save_safetensors(path, tensors, metadata):
-    header, blobs, offset = {"__metadata__": metadata}, [], 0
-    for name, t in tensors.items():
-        data = t.detach().contiguous().cpu().numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def seed(name):

@@ -27,46 +27,16 @@ PyTorch expressions subtract 1 themselves, and integer results get 1 added.
 Python and torch are a tool here, never a farol dependency.
 """
 import argparse
-import json
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn.functional as F  # noqa: F401 (used by the vK.torch expressions)
 
-DTYPES = {"F64": torch.float64, "F32": torch.float32, "I64": torch.int64}
-NAMES = {v: k for k, v in DTYPES.items()}
+from safetensors_io import read_safetensors, save_safetensors
+
 SPECIAL = ("kink", "ties", "boundaries")
-
-
-def read_safetensors(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        data = f.read()
-    meta = header.pop("__metadata__", {})
-    tensors = {}
-    for name, d in header.items():  # JSON order = file order
-        a, b = d["data_offsets"]
-        t = torch.frombuffer(bytearray(data[a:b]), dtype=DTYPES[d["dtype"]]) if b > a else \
-            torch.empty(0, dtype=DTYPES[d["dtype"]])
-        tensors[name] = t.reshape(d["shape"]).clone()
-    return meta, tensors
-
-
-def write_safetensors(path, meta, tensors):
-    header, blobs, off = {"__metadata__": meta}, [], 0
-    for name, t in tensors.items():
-        raw = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": NAMES[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * (-len(h) % 8)  # padded with spaces to an 8-byte boundary
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)) + h + b"".join(blobs))
 
 
 def evaluate(expr, env, outputs):
@@ -158,7 +128,7 @@ def main():
             "differences (worst rel err %.1e)" % worst)
         if worst > 1e-6:
             sys.exit("%s: finite differences disagree with autograd (rel err %.2e)" % (f, worst))
-        write_safetensors(os.path.join(a.out, f), meta, new)
+        save_safetensors(os.path.join(a.out, f), new, meta)
         print("%-32s %d variants, worst finite-difference rel err %.1e" % (f, len(meta["variants"].split(",")), worst))
 
 

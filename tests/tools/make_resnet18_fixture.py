@@ -16,35 +16,16 @@ updated buffers as `train.<name>` for bn1 and layer4.1.bn2.  Then run
 Dev tool only (Debian's python3-torchvision); farol does not depend on it.
 """
 import copy
-import json
 import os
-import struct
 import sys
 
 import torch
 import torchvision
 
+from safetensors_io import save_safetensors
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 KEYS = os.path.join(HERE, "..", "fixtures", "models", "resnet18_keys.txt")
-DTYPES = {torch.float32: "F32", torch.int64: "I64"}
-
-
-def save_safetensors(path, tensors):
-    """Minimal safetensors writer (the format: u64 header size, JSON, data)."""
-    header, blobs, offset = {}, [], 0
-    for name, t in tensors.items():
-        data = t.detach().contiguous().cpu().numpy().tobytes()
-        header[name] = {"dtype": DTYPES[t.dtype], "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(data)]}
-        blobs.append(data)
-        offset += len(data)
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)))
-        f.write(raw)
-        for b in blobs:
-            f.write(b)
 
 
 def main():
