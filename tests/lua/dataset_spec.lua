@@ -32,12 +32,7 @@ local function sh(cmd)
   return ok and 0 or code, out, err
 end
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local read = H.read_file
 
 -- a folder of digit PNGs (1-based numbers of the held-out set) plus extra files
 local function digit_folder(n, extra)

@@ -36,12 +36,7 @@ local function nested(depth)
   return t
 end
 
-local function write_file(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-  return path
-end
+local write_file = H.write_file
 
 -- a safetensors file with a hand-written header and data
 local function safetensors_file(path, header, data)

@@ -11,6 +11,40 @@ function H.load(rel)
   return farol.load(H.fixtures .. "/" .. rel)
 end
 
+-- the names (without .safetensors) of the fixture files in tests/fixtures/dir, sorted
+function H.fixture_files(dir)
+  local files = {}
+  local p = io.popen('ls "' .. H.fixtures .. "/" .. dir .. '"')
+  for name in p:lines() do
+    if name:match("%.safetensors$") then files[#files + 1] = name:gsub("%.safetensors$", "") end
+  end
+  p:close()
+  table.sort(files)
+  return files
+end
+
+-- "a,b,c" (a fixture's metadata list) -> {"a", "b", "c"}; nil -> {}
+function H.split(s)
+  local out = {}
+  for item in (s or ""):gmatch("[^,]+") do out[#out + 1] = item end
+  return out
+end
+
+function H.read_file(path)
+  local f = assert(io.open(path, "rb"))
+  local s = f:read("a")
+  f:close()
+  return s
+end
+
+-- writes bytes to path and returns path
+function H.write_file(path, bytes)
+  local f = assert(io.open(path, "wb"))
+  f:write(bytes)
+  f:close()
+  return path
+end
+
 -- elementwise |got - exp| <= atol + rtol * |exp|, and equal shapes
 function H.close(got, exp, rtol, atol, what)
   what = what or "tensor"

@@ -9,19 +9,7 @@ local image = farol.image
 local dir = H.fixtures .. "/viz/"
 local fx, meta = farol.load(dir .. "image.safetensors")
 
-local function read(path)
-  local f = assert(io.open(path, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
-
-local function write(path, bytes)
-  local f = assert(io.open(path, "wb"))
-  f:write(bytes)
-  f:close()
-  return path
-end
+local read, write = H.read_file, H.write_file
 
 -- CRC-32 (PNG's), to build a well-formed header that declares a huge image
 local function crc32(s)

@@ -7,11 +7,7 @@
 local farol = require("farol")
 local H = require("helpers")
 
-local function split(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do out[#out + 1] = item end
-  return out
-end
+local split = H.split
 
 -- the generator's formula: trunc(frac(sin(i * 12.9898 + seed / 1000) *
 -- 43758.5453) * 4096) / 4096 * scale over the flat index i, in float64, then

@@ -7,22 +7,8 @@ local farol = require("farol")
 local H = require("helpers")
 local nn = farol.nn
 
-local function split(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do out[#out + 1] = item end
-  return out
-end
+local split = H.split
 
-local function list(dir)
-  local files = {}
-  local p = io.popen('ls "' .. H.fixtures .. "/" .. dir .. '"')
-  for name in p:lines() do
-    if name:match("%.safetensors$") then files[#files + 1] = name:gsub("%.safetensors$", "") end
-  end
-  p:close()
-  table.sort(files)
-  return files
-end
 
 -- results as one array: a plain table of tensors counts as its elements
 local function flatten(...)
@@ -38,7 +24,7 @@ end
 local RTOL, ATOL = 1e-10, 1e-10
 
 describe("modules against PyTorch", function()
-  for _, file in ipairs(list("modules")) do
+  for _, file in ipairs(H.fixture_files("modules")) do
     local t, md = H.load("modules/" .. file .. ".safetensors")
     for _, v in ipairs(split(md.variants)) do
       it(file .. " " .. v .. ": " .. md[v .. ".module"], function()

@@ -4,27 +4,13 @@
 local farol = require("farol")
 local H = require("helpers")
 
-local function split(s)
-  local out = {}
-  for item in (s or ""):gmatch("[^,]+") do out[#out + 1] = item end
-  return out
-end
+local split = H.split
 
-local function list_ops()
-  local files = {}
-  local p = io.popen('ls "' .. H.fixtures .. '/ops"')
-  for name in p:lines() do
-    if name:match("%.safetensors$") then files[#files + 1] = name:gsub("%.safetensors$", "") end
-  end
-  p:close()
-  table.sort(files)
-  return files
-end
 
 local RTOL, ATOL = 1e-10, 1e-10
 
 describe("ops fixtures", function()
-  for _, op in ipairs(list_ops()) do
+  for _, op in ipairs(H.fixture_files("ops")) do
     local t, md = H.load("ops/" .. op .. ".safetensors")
     for _, v in ipairs(split(md.variants)) do
       local call = md[v .. ".call"]
