@@ -2,6 +2,7 @@
 #include "io/filedtype.h"
 
 #include <math.h>
+#include <stdarg.h>
 
 static const farol_file_dtype fds[FD_COUNT] = {
     {FD_F32, "float32", "F32", "<f4", 4, FAROL_F32},
@@ -130,4 +131,14 @@ void farol_fd_encode_half(const farol_file_dtype *fd, const float *src, int64_t 
         uint16_t h = fd->kind == FD_F16 ? float_to_half(src[i]) : float_to_bf16(src[i]);
         memcpy((char *)dst + 2 * i, &h, 2);
     }
+}
+
+int farol_io_error(const char *verb, const char *name, const char *fmt, ...) {
+    char what[384];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    farol_set_error("farol: %s: %s: %s", verb, name, what);
+    return -1;
 }

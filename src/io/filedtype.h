@@ -41,4 +41,8 @@ const farol_file_dtype *farol_save_dtype(const char *path, const char *dtype, bo
 int farol_write_values(FILE *f, const char *path, const char *name, const farol_tensor *t,
                        const farol_file_dtype *fd);
 
+/* the readers' and writers' error: "farol: <verb>: <name>: <what>"; -1 */
+__attribute__((format(printf, 3, 4)))
+int farol_io_error(const char *verb, const char *name, const char *fmt, ...);
+
 #endif

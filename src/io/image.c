@@ -8,10 +8,10 @@
 #define _POSIX_C_SOURCE 200809L
 
 #include "internal.h"
+#include "io/filedtype.h"
 
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,27 +24,17 @@
 #define IMAGE_MAX_FILE ((size_t)1 << 30)
 #define IMAGE_MAX_PIXELS ((int64_t)1 << 26)
 
-__attribute__((format(printf, 3, 4)))
-static void image_error(const char *fn, const char *path, const char *fmt, ...) {
-    char what[384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    farol_set_error("farol: image.%s: %s: %s", fn, path, what);
-}
-
 /* the file's bytes (malloc'd) or NULL with the error set */
 static unsigned char *read_file(const char *path, size_t *len) {
     char why[160];
     uint64_t size = 0;
     FILE *f = farol_open_regular(path, why, sizeof why, &size);  /* a FIFO must not block */
     if (!f) {
-        image_error("load", path, "%s", why);
+        farol_io_error("image.load", path, "%s", why);
         return NULL;
     }
     if (size > IMAGE_MAX_FILE) {
-        image_error("load", path, "file of %llu bytes, more than the limit of %zu",
+        farol_io_error("image.load", path, "file of %llu bytes, more than the limit of %zu",
                     (unsigned long long)size, IMAGE_MAX_FILE);
         fclose(f);
         return NULL;
@@ -52,14 +42,14 @@ static unsigned char *read_file(const char *path, size_t *len) {
     size_t n = (size_t)size;
     unsigned char *buf = malloc(n ? n : 1);
     if (!buf) {
-        image_error("load", path, "out of memory reading %zu bytes", n);
+        farol_io_error("image.load", path, "out of memory reading %zu bytes", n);
         fclose(f);
         return NULL;
     }
     size_t got = fread(buf, 1, n, f);
     fclose(f);
     if (got != n) {
-        image_error("load", path, "read %zu of %zu bytes", got, n);
+        farol_io_error("image.load", path, "read %zu of %zu bytes", got, n);
         free(buf);
         return NULL;
     }
@@ -76,7 +66,7 @@ farol_tensor *farol_image_load(const char *path, int channels) {
     unsigned char *buf = read_file(path, &len);
     if (!buf) return NULL;
     if (len > (size_t)INT32_MAX) {
-        image_error("load", path, "file too large for stb_image");
+        farol_io_error("image.load", path, "file too large for stb_image");
         free(buf);
         return NULL;
     }
@@ -89,20 +79,20 @@ farol_tensor *farol_image_load(const char *path, int channels) {
         uint32_t pw = (uint32_t)buf[16] << 24 | (uint32_t)buf[17] << 16 | (uint32_t)buf[18] << 8 | buf[19];
         uint32_t ph = (uint32_t)buf[20] << 24 | (uint32_t)buf[21] << 16 | (uint32_t)buf[22] << 8 | buf[23];
         if ((uint64_t)pw * ph > (uint64_t)IMAGE_MAX_PIXELS) {
-            image_error("load", path, "declares %u x %u pixels, more than the limit of %lld pixels", pw, ph,
+            farol_io_error("image.load", path, "declares %u x %u pixels, more than the limit of %lld pixels", pw, ph,
                         (long long)IMAGE_MAX_PIXELS);
             free(buf);
             return NULL;
         }
     }
     if (!ok) {
-        image_error("load", path, "not a PNG or JPEG image that farol can read (stb_image: %s)",
+        farol_io_error("image.load", path, "not a PNG or JPEG image that farol can read (stb_image: %s)",
                     stbi_failure_reason());
         free(buf);
         return NULL;
     }
     if (w <= 0 || h <= 0 || (int64_t)w * h > IMAGE_MAX_PIXELS) {
-        image_error("load", path, "declares %d x %d pixels, more than the limit of %lld pixels", w, h,
+        farol_io_error("image.load", path, "declares %d x %d pixels, more than the limit of %lld pixels", w, h,
                     (long long)IMAGE_MAX_PIXELS);
         free(buf);
         return NULL;
@@ -111,7 +101,7 @@ farol_tensor *farol_image_load(const char *path, int channels) {
     unsigned char *px = stbi_load_from_memory(buf, (int)len, &w, &h, &comp, c);
     free(buf);
     if (!px) {
-        image_error("load", path, "corrupt or truncated image (stb_image: %s)", stbi_failure_reason());
+        farol_io_error("image.load", path, "corrupt or truncated image (stb_image: %s)", stbi_failure_reason());
         return NULL;
     }
     int64_t shape[3] = {c, h, w};
@@ -177,7 +167,7 @@ int farol_image_save_png(const char *path, farol_tensor *t) {
     FILE *f = fopen(path, "wb");
     if (!f) {
         free(px);
-        image_error("save", path, "cannot open for writing (%s)", strerror(errno));
+        farol_io_error("image.save", path, "cannot open for writing (%s)", strerror(errno));
         return -1;
     }
     png_sink s = {f, false};
@@ -185,7 +175,7 @@ int farol_image_save_png(const char *path, farol_tensor *t) {
     free(px);
     if (fclose(f) != 0) s.failed = true;
     if (!ok || s.failed) {
-        image_error("save", path, "write failed");
+        farol_io_error("image.save", path, "write failed");
         return -1;
     }
     return 0;

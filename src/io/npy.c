@@ -39,19 +39,8 @@ typedef struct {
     const char *start, *p, *end;
 } npy_cur;
 
-__attribute__((format(printf, 2, 3)))
-static int npy_error(const char *src, const char *fmt, ...) {
-    char what[384];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    farol_set_error("farol: load: %s: %s", src, what);
-    return -1;
-}
-
 static int dict_error(const npy_cur *c, const char *what) {
-    return npy_error(c->src, "bad header dict: %s at byte %td", what, c->p - c->start);
+    return farol_io_error("load", c->src, "bad header dict: %s at byte %td", what, c->p - c->start);
 }
 
 static void skip_ws(npy_cur *c) {
@@ -114,7 +103,7 @@ static int parse_shape(npy_cur *c, npy_header *h) {
         if (c->p >= c->end || *c->p < '0' || *c->p > '9')
             return dict_error(c, "expected a non-negative integer in the shape");
         if (h->ndim == FAROL_MAX_DIMS)
-            return npy_error(c->src, "shape has more than %d dims", FAROL_MAX_DIMS);
+            return farol_io_error("load", c->src, "shape has more than %d dims", FAROL_MAX_DIMS);
         int64_t v = 0;
         while (c->p < c->end && *c->p >= '0' && *c->p <= '9') {
             if (v > (INT64_MAX - (*c->p - '0')) / 10)
@@ -140,8 +129,8 @@ static int parse_dict(npy_cur *c, npy_header *h) {
         if (!eat(c, ':')) return dict_error(c, "expected ':'");
         int bit = strcmp(key, "descr") == 0 ? DESCR : strcmp(key, "fortran_order") == 0 ? FORTRAN
                 : strcmp(key, "shape") == 0 ? SHAPE : 0;
-        if (bit == 0) return npy_error(c->src, "unexpected key '%s' in the header", key);
-        if (seen & bit) return npy_error(c->src, "duplicate key '%s' in the header", key);
+        if (bit == 0) return farol_io_error("load", c->src, "unexpected key '%s' in the header", key);
+        if (seen & bit) return farol_io_error("load", c->src, "duplicate key '%s' in the header", key);
         seen |= bit;
         int rc = bit == DESCR ? parse_str(c, h->descr, sizeof h->descr)
                : bit == FORTRAN ? parse_bool(c, &h->fortran) : parse_shape(c, h);
@@ -155,10 +144,10 @@ static int parse_dict(npy_cur *c, npy_header *h) {
     if (c->p != c->end) return dict_error(c, "characters after the dict");
     const char *missing = !(seen & DESCR) ? "descr" : !(seen & FORTRAN) ? "fortran_order"
                         : !(seen & SHAPE) ? "shape" : NULL;
-    if (missing) return npy_error(c->src, "header lacks '%s'", missing);
+    if (missing) return farol_io_error("load", c->src, "header lacks '%s'", missing);
     h->fd = farol_fd_by_npy(h->descr);
     if (!h->fd)
-        return npy_error(c->src, "unsupported descr '%s' (farol reads %s)", h->descr, farol_fd_npy_list());
+        return farol_io_error("load", c->src, "unsupported descr '%s' (farol reads %s)", h->descr, farol_fd_npy_list());
     return 0;
 }
 
@@ -197,23 +186,23 @@ static farol_tensor *from_fortran(const npy_header *h, const unsigned char *data
 
 static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *src,
                               const char **stored) {
-    if (len < 10) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
+    if (len < 10) return farol_io_error("load", src, "%zu bytes, too short for a .npy header", len), NULL;
     if (memcmp(buf, npy_magic, sizeof npy_magic) != 0)
-        return npy_error(src, "not a .npy file (bad magic)"), NULL;
+        return farol_io_error("load", src, "not a .npy file (bad magic)"), NULL;
     int major = buf[6], minor = buf[7];
     size_t hlen, start;
     if (major == 1) {
         hlen = (size_t)buf[8] | (size_t)buf[9] << 8;
         start = 10;
     } else if (major == 2 || major == 3) {
-        if (len < 12) return npy_error(src, "%zu bytes, too short for a .npy header", len), NULL;
+        if (len < 12) return farol_io_error("load", src, "%zu bytes, too short for a .npy header", len), NULL;
         hlen = (size_t)buf[8] | (size_t)buf[9] << 8 | (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
         start = 12;
     } else {
-        return npy_error(src, "unsupported .npy version %d.%d", major, minor), NULL;
+        return farol_io_error("load", src, "unsupported .npy version %d.%d", major, minor), NULL;
     }
     if (hlen > len - start)
-        return npy_error(src, "header length %zu larger than the file (%zu bytes follow it)",
+        return farol_io_error("load", src, "header length %zu larger than the file (%zu bytes follow it)",
                          hlen, len - start), NULL;
 
     npy_header h = {0};
@@ -227,15 +216,15 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
     for (int i = 0; i < h.ndim; i++) {
         empty |= h.shape[i] == 0;
         if (__builtin_mul_overflow(span, h.shape[i] ? h.shape[i] : 1, &span))
-            return npy_error(src, "shape overflows the element count"), NULL;
+            return farol_io_error("load", src, "shape overflows the element count"), NULL;
     }
     int64_t numel = empty ? 0 : span;
     if (__builtin_mul_overflow(numel, (int64_t)h.fd->size, &nbytes))
-        return npy_error(src, "shape overflows the byte count"), NULL;
+        return farol_io_error("load", src, "shape overflows the byte count"), NULL;
     size_t have = len - start - hlen;
     if ((uint64_t)nbytes > have) {
         char sh[128];
-        return npy_error(src, "data is %zu bytes but %s %s needs %lld", have, h.descr,
+        return farol_io_error("load", src, "data is %zu bytes but %s %s needs %lld", have, h.descr,
                          farol_shape_str(h.ndim, h.shape, sh, sizeof sh), (long long)nbytes), NULL;
     }
 
@@ -247,13 +236,13 @@ static farol_tensor *npy_read(const unsigned char *buf, size_t len, const char *
     if (!t) {
         char why[256];
         snprintf(why, sizeof why, "%s", strip_prefix(farol_last_error()));
-        npy_error(src, "%s", why);
+        farol_io_error("load", src, "%s", why);
     }
     return t;
 }
 
 farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len) {
-    if (!buf && len) return npy_error("buffer", "NULL data of %zu bytes", len), NULL;
+    if (!buf && len) return farol_io_error("load", "buffer", "NULL data of %zu bytes", len), NULL;
     return npy_read(buf, len, "buffer", NULL);
 }
 
@@ -261,18 +250,18 @@ farol_tensor *farol_npy_parse(const unsigned char *buf, size_t len) {
 farol_tensor *farol_load_npy(const char *path) { return farol_load_npy_stored(path, NULL); }
 
 farol_tensor *farol_load_npy_stored(const char *path, const char **stored) {
-    if (!path) return npy_error("(null)", "no path"), NULL;
+    if (!path) return farol_io_error("load", "(null)", "no path"), NULL;
     char why[160];
     uint64_t fsize = 0;
     FILE *f = farol_open_regular(path, why, sizeof why, &fsize);
-    if (!f) return npy_error(path, "%s", why), NULL;
+    if (!f) return farol_io_error("load", path, "%s", why), NULL;
     unsigned char *buf = NULL;
     size_t size = 0;
     farol_tensor *t = NULL;
     if (fsize > SIZE_MAX - 1 || !(buf = farol_malloc((size = (size_t)fsize) + 1))) {
-        npy_error(path, "out of memory for %llu bytes", (unsigned long long)fsize);
+        farol_io_error("load", path, "out of memory for %llu bytes", (unsigned long long)fsize);
     } else if (fread(buf, 1, size, f) != size) {
-        npy_error(path, "cannot read %zu bytes (%s)", size,
+        farol_io_error("load", path, "cannot read %zu bytes (%s)", size,
                   ferror(f) ? strerror(errno) : "file shrank");
     } else {
         t = npy_read(buf, size, path, stored);

@@ -46,18 +46,7 @@ typedef struct {
     uint64_t begin, end;        /* in the data area */
 } st_entry;
 
-__attribute__((format(printf, 3, 4)))
-static int io_error(const char *verb, const char *name, const char *fmt, ...) {
-    char what[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(what, sizeof what, fmt, ap);
-    va_end(ap);
-    farol_set_error("farol: %s: %s: %s", verb, name, what);
-    return -1;
-}
-
-#define load_error(s, ...) io_error("load", (s)->name, __VA_ARGS__)
+#define load_error(s, ...) farol_io_error("load", (s)->name, __VA_ARGS__)
 
 /* n bytes at off; the caller has checked off + n <= size */
 static int src_read(const st_src *s, uint64_t off, void *dst, size_t n) {
@@ -351,7 +340,7 @@ int farol_safetensors_parse(const unsigned char *buf, size_t len, farol_tensor_d
 
 int farol_load_safetensors(const char *path, farol_tensor_dict *out) {
     if (!path) path = "(null)";
-    if (!out) return io_error("load", path, "no output dict");
+    if (!out) return farol_io_error("load", path, "no output dict");
     memset(out, 0, sizeof *out);
     char why[160];
     st_src s = {path, NULL, NULL, 0};
@@ -364,7 +353,7 @@ int farol_load_safetensors(const char *path, farol_tensor_dict *out) {
 
 /* ---- writing ---- */
 
-#define save_error(path, ...) io_error("save", path, __VA_ARGS__)
+#define save_error(path, ...) farol_io_error("save", path, __VA_ARGS__)
 
 static bool add_uint_array(cJSON *obj, const char *key, int n, const int64_t *v) {
     cJSON *a = cJSON_AddArrayToObject(obj, key);
