@@ -15,7 +15,6 @@
 #include "io/filedtype.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 
 #if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
