@@ -286,8 +286,11 @@ int farol_gemm_blocks(int64_t M, int64_t N, int64_t K, int cores);
 
 /* call before the first BLAS call: makes sure the kernel was chosen (once) */
 void farol_blas_ready(void);
-/* before heavy ops, outside parallel regions: adapts the thread count to
- * other processes' load (threads.c); cheap when called often */
+/* at the entry of heavy ops (conv2d, matmul, linear, attention and their
+ * backwards), outside parallel regions: adapts the thread count to other
+ * processes' load (threads.c); cheap when called often.  Only there, never
+ * inside an op: an op sizes per-thread buffers for the count it starts
+ * with, and the count must not change under it. */
 void farol_threads_adapt(void);
 /* tests: every farol_threads_adapt outside a parallel region then switches
  * between one thread and the count asked for, so that an op which sizes

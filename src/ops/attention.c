@@ -390,9 +390,8 @@ static void plan_masks(plan *p, offsets *ofs, int nb, const int64_t *bshape,
     if (kp) p->forbid[1] = kpm_of(kp, nb, bshape, p->ntask, next_off(ofs));
 }
 
-/* The threads the tasks run on, fixed before the scratch is sized (the
- * count may change between two calls: adaptive threads), and their
- * scratch: S flags and two L x S blocks each */
+/* The threads the tasks run on (the count adaptive threads set at the op's
+ * entry) and their scratch: S flags and two L x S blocks each */
 static int task_threads(const plan *p) {
     bool par = p->ntask > 1 && p->ntask * p->L * p->S * (p->D + p->Dv) > FAROL_PAR_MIN * 8;
     return par && !omp_in_parallel() ? omp_get_max_threads() : 1;
@@ -412,6 +411,7 @@ static farol_tensor *run_forward(farol_op op, plan *p, offsets *ofs, int nb, con
                                  farol_tensor **save, int n_save_inputs,
                                  const farol_attention_opts *opts) {
     farol_tensor *am = opts ? opts->attn_mask : NULL, *kp = opts ? opts->key_padding_mask : NULL;
+    farol_threads_adapt();
     farol_blas_ready();
     int nt = task_threads(p);
     farol_tensor *st = NULL, *scratch = scratch_for(p, nt);
@@ -602,6 +602,7 @@ static int run_backward(farol_node *nd, plan *p, offsets *ofs, int first, int nb
     if (nd->saved[first + 2] && !(kp = farol_saved(nd, first + 2))) return -1;
     plan_masks(p, ofs, nb, bshape, am, kp);
     bool want_mask = mask_in >= 0 && nd->inputs[mask_in].need;
+    farol_threads_adapt();
     farol_blas_ready();
     int nt = task_threads(p);
     farol_tensor *dm = NULL, *scratch = scratch_for(p, nt);

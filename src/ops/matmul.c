@@ -261,6 +261,7 @@ static int check_pair(const char *fn, const char *na, const farol_tensor *a, con
 farol_tensor *farol_matmul(farol_tensor *a, farol_tensor *b) {
     char sa[96], sb[96];
     if (check_pair("matmul", "a", a, "b", b) < 0) return NULL;
+    farol_threads_adapt();
     if (a->ndim == 0 || b->ndim == 0) {
         farol_set_error("farol: matmul: both arguments need at least 1 dim, got %s and %s",
                         farol_shape_str(a->ndim, a->shape, sa, sizeof sa),
@@ -328,6 +329,7 @@ fail:
 int farol_matmul_backward(farol_node *nd, farol_tensor *gout, farol_tensor **gin) {
     farol_tensor *a = farol_saved(nd, 0), *b = farol_saved(nd, 1);
     if (!a || !b) return -1;
+    farol_threads_adapt();
     int nb = nd->p.matmul.nb;
     int64_t bshape[FAROL_MAX_DIMS];
     memcpy(bshape, nd->p.matmul.batch, nb * sizeof *bshape);
@@ -380,6 +382,7 @@ static bool rows_of(const farol_tensor *t, mat *m) {
 farol_tensor *farol_linear(farol_tensor *x, farol_tensor *w, farol_tensor *b) {
     char s1[96], s2[96];
     if (check_pair("linear", "x", x, "w", w) < 0) return NULL;
+    farol_threads_adapt();
     if (w->ndim != 2) {
         farol_set_error("farol: linear: weight must be 2-D (out_features, in_features), got %s",
                         farol_shape_str(w->ndim, w->shape, s1, sizeof s1));
@@ -466,6 +469,7 @@ int farol_linear_backward(farol_node *nd, farol_tensor *gout, farol_tensor **gin
     farol_tensor *x = NULL, *w = NULL;
     if (nd->saved[0] && !(x = farol_saved(nd, 0))) return -1;
     if (nd->saved[1] && !(w = farol_saved(nd, 1))) return -1;
+    farol_threads_adapt();
     const farol_edge *ex = &nd->inputs[0], *ew = &nd->inputs[1];
     int64_t outf = ew->shape[0], in = ew->shape[1];
     farol_tensor *g = farol_cast_raw(gout, ex->dtype);

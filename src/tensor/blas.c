@@ -115,10 +115,7 @@ static pthread_once_t fix_once = PTHREAD_ONCE_INIT;
 
 __attribute__((constructor)) static void blas_constructor(void) { pthread_once(&fix_once, farol_blas_fix_core); }
 
-void farol_blas_ready(void) {
-    pthread_once(&fix_once, farol_blas_fix_core);
-    farol_threads_adapt();
-}
+void farol_blas_ready(void) { pthread_once(&fix_once, farol_blas_fix_core); }
 
 /* "0.3.21" from "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH ..." */
 static const char *blas_version(void) {
