@@ -214,50 +214,10 @@ static inline bool relu_passes_f64(double v) { return !(v <= 0); }
 RELU_BITS_TAIL(float, f32)
 RELU_BITS_TAIL(double, f64)
 
-#define RELU_BITS(T, SFX, PASS)                                                       \
-    static void relu_bits_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
-                                    const T *restrict x, int64_t n)                   \
-    {                                                                                 \
-        PAR_FLAGS;                                                                    \
-        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
-        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
-            const int64_t end = n - c < CHUNK ? n : c + CHUNK, full = c + (end - c) / 8 * 8; \
-            _Pragma("omp simd")                                                       \
-            for (int64_t i = c; i < full; i++) o[i] = x[i] < 0 ? 0 : x[i];            \
-            for (int64_t b = c / 8; b < full / 8; b++) {                              \
-                const T *xb = x + 8 * b;                                              \
-                unsigned v = 0;                                                       \
-                for (int j = 0; j < 8; j++) v |= (unsigned)!(xb[j] <= 0) << j;        \
-                m[b] = (uint8_t)v;                                                    \
-            }                                                                         \
-            relu_bits_fwd_tail_##PASS(o, m, x, full, end);                            \
-        }                                                                             \
-    }                                                                                 \
-                                                                                      \
-    static void relu_bits_bwd_##SFX(T *restrict gi, const T *restrict g,              \
-                                    const uint8_t *restrict m, int64_t n)             \
-    {                                                                                 \
-        PAR_FLAGS;                                                                    \
-        _Pragma("omp parallel for if (cheap) schedule(static)")                       \
-        for (int64_t c = 0; c < n; c += CHUNK) {                                      \
-            const int64_t end = n - c < CHUNK ? n : c + CHUNK, full = c + (end - c) / 8 * 8; \
-            for (int64_t b = c / 8; b < full / 8; b++) {                              \
-                unsigned v = m[b];                                                    \
-                for (int j = 0; j < 8; j++) gi[8 * b + j] = v >> j & 1 ? g[8 * b + j] : 0; \
-            }                                                                         \
-            for (int64_t i = full; i < end; i++) gi[i] = (m[i >> 3] >> (i & 7)) & 1 ? g[i] : 0; \
-        }                                                                             \
-    }
-
-/* the portable kernels (no x86 vector extension) */
-RELU_BITS(float, f32, f32)
-RELU_BITS(double, f64, f64)
-
-#if FAROL_HAVE_ISA_VARIANTS
-/* With AVX2 and AVX-512 a compare gives the mask bits at once.  STEP
- * elements (a multiple of 8, dividing CHUNK) per iteration: FWD(i) writes
- * o and the mask bytes of elements i.., BWD(i) gi; the generic loops take
- * a chunk's last elements. */
+/* STEP elements (a multiple of 8, dividing CHUNK) per iteration: FWD(i)
+ * writes o and the mask bytes of elements i.., BWD(i) gi; the generic loops
+ * take a chunk's last elements.  With AVX2 and AVX-512 a compare gives the
+ * mask bits at once; the portable kernels build each byte in a loop. */
 #define RELU_BITS_VEC(T, SFX, PASS, STEP, FWD, BWD)                                   \
     static void relu_bits_fwd_##SFX(T *restrict o, uint8_t *restrict m,               \
                                     const T *restrict x, int64_t n)                   \
@@ -285,6 +245,26 @@ RELU_BITS(double, f64, f64)
         }                                                                             \
     }
 
+/* the portable kernels (no x86 vector extension): 8 elements, one byte */
+#define PORTABLE_FWD                                                                  \
+    do {                                                                              \
+        unsigned v_ = 0;                                                              \
+        for (int j = 0; j < 8; j++) {                                                 \
+            o[i + j] = x[i + j] < 0 ? 0 : x[i + j];                                   \
+            v_ |= (unsigned)!(x[i + j] <= 0) << j;                                    \
+        }                                                                             \
+        m[i / 8] = (uint8_t)v_;                                                       \
+    } while (0)
+#define PORTABLE_BWD                                                                  \
+    do {                                                                              \
+        unsigned v_ = m[i / 8];                                                       \
+        for (int j = 0; j < 8; j++) gi[i + j] = v_ >> j & 1 ? g[i + j] : 0;           \
+    } while (0)
+RELU_BITS_VEC(float, f32, f32, 8, PORTABLE_FWD, PORTABLE_BWD)
+RELU_BITS_VEC(double, f64, f64, 8, PORTABLE_FWD, PORTABLE_BWD)
+
+
+#if FAROL_HAVE_ISA_VARIANTS
 FAROL_ISA_BEGIN_AVX2
 /* 8 floats: x < 0 ? 0 : x (NaN and -0 kept), one mask byte */
 #define F32_AVX2_FWD                                                                  \
